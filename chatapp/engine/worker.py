@@ -1,0 +1,224 @@
+"""The model worker process: loads a model and serves Generate requests one at a time.
+
+A reader thread takes requests off the queue so that a `Cancel` is seen while a reply
+is being decoded; everything else runs in the order it arrived. Heavy imports happen
+here, in the child, never in the UI process.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from chatapp import locations
+from chatapp.engine.protocol import (
+    Cancel,
+    Done,
+    Failed,
+    Generate,
+    LoadModel,
+    ModelReady,
+    ModelSpec,
+    Progress,
+    Request,
+    Shutdown,
+    Started,
+    Token,
+)
+
+# Tokens are sent in small batches: one queue message per token costs more than decoding
+# a token of a small model. A delta waits at most this long before it is sent.
+FLUSH_SECONDS = 0.03
+
+
+def _offline_environment() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _redirect_output() -> None:
+    """Library warnings and progress bars must not draw over the TUI: log them instead."""
+    log_dir = locations.ensure_dir(locations.data_dir() / "logs")
+    log = open(log_dir / "worker.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+
+
+class LoadedModel:
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any) -> None:
+        from chatapp.engine.decode import Decoder
+
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.decoder = Decoder(model, tokenizer)
+
+
+def load_model(spec: ModelSpec, progress: Any) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chatapp.engine.prompt import TRANSCRIPT_TEMPLATE
+
+    if not os.path.isdir(spec.path):
+        raise FileNotFoundError(f"model folder {spec.path} does not exist")
+    progress("loading tokenizer", 0, 3)
+    tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=False)
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    elif not tokenizer.chat_template:
+        tokenizer.chat_template = TRANSCRIPT_TEMPLATE
+    progress("loading weights", 1, 3)
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.path, dtype=torch.float32, trust_remote_code=False
+    )
+    model.eval()
+    progress("warming up", 2, 3)
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([[tokenizer.eos_token_id or 0]]))
+    return LoadedModel(spec, model, tokenizer)
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class Worker:
+    def __init__(self, requests: Any, events: Any) -> None:
+        self.requests = requests
+        self.events = events
+        self.inbox: queue.Queue[Request] = queue.Queue()
+        self.cancelled: set[int] = set()
+        self.loaded: LoadedModel | None = None
+
+    def read_requests(self) -> None:
+        while True:
+            try:
+                request = self.requests.get()
+            except (EOFError, OSError):
+                request = Shutdown()
+            if isinstance(request, Cancel):
+                self.cancelled.add(request.request_id)
+                continue
+            self.inbox.put(request)
+            if isinstance(request, Shutdown):
+                return
+
+    def serve(self) -> None:
+        threading.Thread(target=self.read_requests, name="requests", daemon=True).start()
+        while True:
+            request = self.inbox.get()
+            if isinstance(request, Shutdown):
+                return
+            try:
+                if isinstance(request, LoadModel):
+                    self.handle_load(request)
+                elif isinstance(request, Generate):
+                    self.handle_generate(request)
+            except Exception as exc:  # report, keep serving
+                traceback.print_exc()
+                self.events.put(Failed(request.request_id, describe_error(exc)))
+
+    def handle_load(self, request: LoadModel) -> None:
+        import torch
+
+        spec = request.spec
+        started = time.perf_counter()
+
+        def progress(stage: str, done: float, total: float | None) -> None:
+            self.events.put(Progress(request.request_id, stage, done, total))
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        try:
+            loaded = load_model(spec, progress)
+        except Exception as exc:
+            traceback.print_exc()
+            keep = f"; still using {self.loaded.spec.name}" if self.loaded else ""
+            reason = f"could not load model '{spec.name}' from {spec.path}: {describe_error(exc)}"
+            self.events.put(Failed(request.request_id, reason + keep))
+            return
+        self.loaded = None  # drop the old model before the next collection
+        gc.collect()
+        self.loaded = loaded
+        self.events.put(
+            ModelReady(
+                request.request_id, spec.name, spec.context_window, time.perf_counter() - started
+            )
+        )
+
+    def handle_generate(self, request: Generate) -> None:
+        from chatapp.engine.context import PromptTooLong, build_prompt
+        from chatapp.engine.prompt import render_ids
+
+        rid = request.request_id
+        loaded = self.loaded
+        if loaded is None:
+            self.events.put(Failed(rid, "no model is loaded"))
+            return
+        settings = request.settings
+        window = loaded.spec.context_window
+        stops = tuple(dict.fromkeys((*settings.stop, *loaded.spec.stop)))
+        reserve = min(settings.max_new_tokens, window // 2)
+        try:
+            built = build_prompt(
+                request.messages, lambda msgs: render_ids(loaded.tokenizer, msgs), window - reserve
+            )
+        except PromptTooLong as exc:
+            self.events.put(Failed(rid, str(exc)))
+            return
+        max_new = min(settings.max_new_tokens, window - len(built.token_ids))
+        settings = type(settings)(**{**settings.__dict__, "stop": stops, "max_new_tokens": max_new})
+        self.events.put(Started(rid, len(built.token_ids), window, built.dropped))
+
+        pending: list[str] = []
+        last_flush = time.perf_counter()
+        stream = loaded.decoder.generate(
+            built.token_ids, settings, should_stop=lambda: rid in self.cancelled
+        )
+        try:
+            while True:
+                try:
+                    delta = next(stream)
+                except StopIteration as finished:
+                    completion = finished.value
+                    break
+                pending.append(delta)
+                now = time.perf_counter()
+                if now - last_flush >= FLUSH_SECONDS:
+                    self.events.put(Token(rid, "".join(pending)))
+                    pending.clear()
+                    last_flush = now
+        except BaseException:
+            loaded.decoder.reset()
+            raise
+        if pending:
+            self.events.put(Token(rid, "".join(pending)))
+        self.cancelled.discard(rid)
+        self.events.put(Done(rid, completion.text, completion.finish_reason, completion.stats))
+
+
+def run_worker(requests: Any, events: Any) -> None:
+    """Entry point of the spawned process."""
+    _offline_environment()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C belongs to the UI
+    if os.environ.get("CHATAPP_WORKER_LOG", "1") != "0":
+        _redirect_output()
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:
+        pass
+    Worker(requests, events).serve()

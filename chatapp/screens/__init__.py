@@ -1,0 +1,5 @@
+"""Screens of the TUI."""
+
+from chatapp.screens.chat import ChatScreen
+
+__all__ = ["ChatScreen"]

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import build_tiny_model
+
+# The pulled models live in the user's cache (pulled by `make test` before pytest runs).
+# Remember that place before any test isolates the environment.
+from chatapp import locations
+
+REAL_MODELS_DIR = locations.models_dir()
+
+
+@pytest.fixture(autouse=True)
+def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own config and data folders; nothing touches the user's."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CHATAPP_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("CHATAPP_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("CHATAPP_MODELS_DIR", str(REAL_MODELS_DIR))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with a byte-level BPE tokenizer and a ChatML template."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny model with a different vocabulary and a smaller window."""
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny-model-b"), vocab_size=330, context_window=128, seed=1
+    )
+
+
+def real_model_dir(name: str) -> Path | None:
+    """The converted folder of a pulled catalogue model, or None when it is not pulled."""
+    path = REAL_MODELS_DIR / name / "hf"
+    return path if (path / "config.json").exists() else None
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

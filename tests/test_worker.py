@@ -1,0 +1,143 @@
+"""The real worker process, spawned and driven through the EngineClient."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from chatapp.engine.client import EngineClient
+from chatapp.engine.protocol import (
+    ChatMessage,
+    Done,
+    Failed,
+    Generate,
+    GenerationSettings,
+    LoadModel,
+    ModelReady,
+    ModelSpec,
+    Progress,
+    Started,
+    Token,
+    WorkerDied,
+)
+
+LONG = GenerationSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=2000)
+
+
+async def collect(client: EngineClient, request) -> list:
+    return [event async for event in client.stream(request)]
+
+
+@pytest.fixture
+def client():
+    engine = EngineClient(poll_interval=0.05)
+    engine.start()
+    yield engine
+    engine.close()
+
+
+def spec_for(path: Path, **kw) -> ModelSpec:
+    return ModelSpec(name="tiny", path=str(path), context_window=kw.pop("context_window", 256), **kw)
+
+
+async def test_load_stream_and_stats(client, tiny_model):
+    events = await collect(client, LoadModel(spec_for(tiny_model)))
+    assert any(isinstance(e, Progress) for e in events)
+    assert isinstance(events[-1], ModelReady)
+    assert events[-1].context_window == 256
+
+    request = Generate((ChatMessage("user", "Hello"),), GenerationSettings(max_new_tokens=20, seed=1))
+    events = await collect(client, request)
+    started = next(e for e in events if isinstance(e, Started))
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert started.prompt_tokens == done.stats.prompt_tokens > 0
+    assert "".join(e.text for e in events if isinstance(e, Token)) == done.text
+    assert all(e.request_id == request.request_id for e in events)
+    assert done.stats.new_tokens > 0 and done.stats.seconds > 0
+
+
+async def test_cancel_ends_the_reply_early(client, tiny_model):
+    await collect(client, LoadModel(spec_for(tiny_model, context_window=4096)))
+    request = Generate((ChatMessage("user", "Hello"),), LONG)
+    events = []
+    async for event in client.stream(request):
+        events.append(event)
+        if isinstance(event, Token):
+            client.cancel(request.request_id)
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.finish_reason == "cancelled"
+    assert done.stats.new_tokens < LONG.max_new_tokens
+    # The worker is still serving after a cancel.
+    events = await collect(client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3)))
+    assert isinstance(events[-1], Done)
+
+
+async def test_a_failing_load_is_reported_and_the_old_model_stays(client, tiny_model, tmp_path):
+    await collect(client, LoadModel(spec_for(tiny_model)))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    events = await collect(client, LoadModel(ModelSpec(name="broken", path=str(broken))))
+    failed = events[-1]
+    assert isinstance(failed, Failed)
+    assert "broken" in failed.reason and "still using tiny" in failed.reason
+    events = await collect(client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3)))
+    assert isinstance(events[-1], Done)
+
+
+async def test_missing_model_folder_is_a_clear_failure(client, tmp_path):
+    events = await collect(client, LoadModel(ModelSpec(name="ghost", path=str(tmp_path / "nope"))))
+    assert isinstance(events[-1], Failed)
+    assert "does not exist" in events[-1].reason
+
+
+async def test_generate_without_a_model_fails_cleanly(client):
+    events = await collect(client, Generate((ChatMessage("user", "Hi"),)))
+    assert isinstance(events[-1], Failed)
+    assert "no model" in events[-1].reason
+
+
+async def test_a_killed_worker_ends_the_stream_and_restart_works(client, tiny_model):
+    await collect(client, LoadModel(spec_for(tiny_model, context_window=4096)))
+    request = Generate((ChatMessage("user", "Hello"),), LONG)
+    events = []
+    async for event in client.stream(request):
+        events.append(event)
+        if isinstance(event, Token) and len(events) == 3:
+            os.kill(client.pid, signal.SIGKILL)
+    assert isinstance(events[-1], WorkerDied)
+    assert events[-1].exitcode == -signal.SIGKILL
+    assert not client.alive
+
+    # Restarting from inside the running event loop (as the app does) works.
+    await asyncio.get_running_loop().run_in_executor(None, client.restart)
+    assert client.alive
+    assert isinstance((await collect(client, LoadModel(spec_for(tiny_model))))[-1], ModelReady)
+    events = await collect(client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3)))
+    assert isinstance(events[-1], Done)
+
+
+async def test_a_prompt_over_the_window_is_refused_with_a_reason(client, tiny_model):
+    await collect(client, LoadModel(spec_for(tiny_model, context_window=64)))
+    events = await collect(client, Generate((ChatMessage("user", "word " * 400),)))
+    assert isinstance(events[-1], Failed)
+    assert "tokens" in events[-1].reason
+
+
+async def test_long_history_is_trimmed_to_the_window(client, tiny_model):
+    await collect(client, LoadModel(spec_for(tiny_model, context_window=128)))
+    history = []
+    for i in range(40):
+        history += [ChatMessage("user", f"question {i}"), ChatMessage("assistant", f"answer {i}")]
+    history.append(ChatMessage("user", "last"))
+    events = await collect(client, Generate(tuple(history), GenerationSettings(max_new_tokens=16)))
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.prompt_tokens + 16 <= 128
+    assert started.dropped_messages > 0
+    assert isinstance(events[-1], Done)
