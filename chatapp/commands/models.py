@@ -56,24 +56,32 @@ def run_list(args: argparse.Namespace) -> int:
         infos = list_models()
     except ModelError as error:
         return fail(str(error))
+    from rich import box
+    from rich.text import Text
+
+    console = Console()
+    wide = console.width >= 100
     table = Table(
         title="Models",
         caption=f"* default   pulled into {locations.models_dir()}",
+        box=box.SIMPLE_HEAD,
     )
     table.add_column("Name", style="bold", no_wrap=True)
     table.add_column("Kind", no_wrap=True)
     table.add_column("Pulled", justify="center", no_wrap=True)
     table.add_column("Size", justify="right", no_wrap=True)
     table.add_column("Context", justify="right", no_wrap=True)
-    table.add_column("Description")
+    if wide:
+        table.add_column("Description", no_wrap=True, overflow="ellipsis", max_width=console.width - 75)
     for info in infos:
-        name = f"{info.name} *" if info.default else info.name
-        pulled = "[green]✓[/green]" if info.installed else "[dim]—[/dim]"
-        size = filesize.decimal(info.size) if info.size is not None else "?"
+        name = Text(f"{info.name} *" if info.default else info.name)
+        pulled = Text("✓", style="green") if info.installed else Text("—", style="dim")
+        size = Text(filesize.decimal(info.size) if info.size is not None else "?")
         if not info.installed:
-            size = f"[dim]{size}[/dim]"
-        table.add_row(name, info.kind, pulled, size, str(info.context_window), info.description)
-    Console().print(table)
+            size.stylize("dim")
+        cells = [name, Text(info.kind), pulled, size, Text(str(info.context_window))]
+        table.add_row(*cells, *([Text(info.description)] if wide else []))
+    console.print(table)
     return 0
 
 
@@ -114,13 +122,14 @@ class _ProgressBars:
 
 def _amount_column() -> Any:
     from rich.progress import DownloadColumn, ProgressColumn, TransferSpeedColumn
+    from rich.table import Column
     from rich.text import Text
 
     class AmountColumn(ProgressColumn):
         """Bytes and speed for byte-sized stages, `done/total` steps for the others."""
 
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__(table_column=Column(no_wrap=True))
             self.bytes = DownloadColumn()
             self.speed = TransferSpeedColumn()
 
@@ -142,11 +151,15 @@ def _make_progress(console: Console) -> Progress:
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.table import Column
 
     return Progress(
         SpinnerColumn(finished_text="[green]✓[/green]"),
-        TextColumn("{task.description}"),
-        BarColumn(),
+        TextColumn(
+            "{task.description}",
+            table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+        ),
+        BarColumn(bar_width=20),
         _amount_column(),
         TimeElapsedColumn(),
         console=console,

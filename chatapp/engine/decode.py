@@ -45,6 +45,7 @@ class Decoder:
         self._cache: Any = None
         self._cached_ids: list[int] = []
         self.reused_tokens = 0
+        self.generated_tokens = 0  # of the reply being decoded, live
 
     @staticmethod
     def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -115,6 +116,7 @@ class Decoder:
         seen = torch.tensor(sorted(set(prompt_ids)), dtype=torch.long)
         seen_set = set(prompt_ids)
         new_ids: list[int] = []
+        self.generated_tokens = 0
         finish: FinishReason = "length"
         with torch.inference_mode():
             logits = self._prefill(prompt_ids)
@@ -129,6 +131,7 @@ class Decoder:
                     finish = "stop"
                     break
                 new_ids.append(token)
+                self.generated_tokens = len(new_ids)
                 if token not in seen_set:
                     seen_set.add(token)
                     seen = torch.cat([seen, torch.tensor([token], dtype=torch.long)])

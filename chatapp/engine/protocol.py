@@ -116,6 +116,7 @@ class Started:
 class Token:
     request_id: int
     text: str
+    tokens: int = 1  # how many model tokens this text delta holds
 
 
 @dataclass(frozen=True)

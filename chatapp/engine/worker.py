@@ -181,9 +181,11 @@ class Worker:
         settings = type(settings)(**{**settings.__dict__, "stop": stops, "max_new_tokens": max_new})
         self.events.put(Started(rid, len(built.token_ids), window, built.dropped))
 
+        decoder = loaded.decoder
         pending: list[str] = []
+        sent_tokens = 0
         last_flush = time.perf_counter()
-        stream = loaded.decoder.generate(
+        stream = decoder.generate(
             built.token_ids, settings, should_stop=lambda: rid in self.cancelled
         )
         try:
@@ -196,14 +198,15 @@ class Worker:
                 pending.append(delta)
                 now = time.perf_counter()
                 if now - last_flush >= FLUSH_SECONDS:
-                    self.events.put(Token(rid, "".join(pending)))
+                    self.events.put(Token(rid, "".join(pending), decoder.generated_tokens - sent_tokens))
+                    sent_tokens = decoder.generated_tokens
                     pending.clear()
                     last_flush = now
         except BaseException:
-            loaded.decoder.reset()
+            decoder.reset()
             raise
         if pending:
-            self.events.put(Token(rid, "".join(pending)))
+            self.events.put(Token(rid, "".join(pending), completion.stats.new_tokens - sent_tokens))
         self.cancelled.discard(rid)
         self.events.put(Done(rid, completion.text, completion.finish_reason, completion.stats))
 

@@ -37,6 +37,7 @@ from chatapp.engine.protocol import (
     Token,
     WorkerDied,
 )
+from chatapp.slash import SlashCommands, UnknownCommand, parse, unescape
 from chatapp.widgets.chat_view import ChatView
 from chatapp.widgets.message import MessageWidget, format_stats
 from chatapp.widgets.prompt import PromptInput
@@ -77,6 +78,9 @@ class ChatScreen(Screen):
         self.request: Generate | None = None
         """The generation in flight, if any."""
         self._stop_requested = False
+        self.slash_commands = SlashCommands()
+        self.slash_commands.add("help", "list the slash commands", ChatScreen._slash_help)
+        self.slash_commands.add("new", "start a new chat", lambda screen, _: screen.action_new_chat())
 
     def compose(self) -> ComposeResult:
         yield ChatView(id="chat-view")
@@ -145,6 +149,14 @@ class ChatScreen(Screen):
     @on(PromptInput.Submitted)
     async def send(self, event: PromptInput.Submitted) -> None:
         event.stop()
+        command = parse(event.text)
+        if command is not None:
+            event.prompt_input.commit(event.text)
+            try:
+                await self.slash_commands.run(self, *command)
+            except UnknownCommand as error:
+                self.notify(str(error), severity="warning", markup=False)
+            return
         if self.model is None:
             self.notify(self.model_error or "No model is configured.", markup=False)
             return
@@ -156,8 +168,8 @@ class ChatScreen(Screen):
             text = "The model failed to load." if state == "error" else "The model is loading…"
             self.notify(text, markup=False)
             return
-        text = event.text
-        event.prompt_input.commit(text)
+        event.prompt_input.commit(event.text)
+        text = unescape(event.text)
         self.history.append(ChatMessage("user", text))
         messages = tuple(self.history)
         if self.system_prompt:
@@ -182,7 +194,7 @@ class ChatScreen(Screen):
                     status.context_used = event.prompt_tokens
                     status.context_window = event.context_window
                 elif isinstance(event, Token):
-                    status.count_token()
+                    status.count_token(event.tokens)
                     await reply.append(event.text)
                 elif isinstance(event, Done):
                     await reply.finalize(event.text)
@@ -270,6 +282,10 @@ class ChatScreen(Screen):
     def on_unmount(self) -> None:
         if self.request is not None:
             self.engine.cancel(self.request.request_id)
+
+    async def _slash_help(self, _argument: str) -> None:
+        lines = [f"{c.signature} — {c.summary}" for c in self.slash_commands]
+        await self.chat_view.add_notice("\n".join(lines), variant="muted")
 
 
 def _progress_text(event: Progress) -> str:

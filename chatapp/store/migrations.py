@@ -50,8 +50,8 @@ _V1: tuple[str, ...] = (
 )
 
 # Version 2: full-text search over message contents (an external-content FTS5 table kept
-# in step by triggers; prefix indexes make as-you-type prefix queries cheap), a flag for titles the user chose, and an index that makes the
-# crash-recovery check on open cheap.
+# in step by triggers; prefix indexes make as-you-type prefix queries cheap), a flag for
+# titles the user chose, and an index that makes the crash-recovery check on open cheap.
 _V2: tuple[str, ...] = (
     "ALTER TABLE sessions ADD COLUMN title_locked INTEGER NOT NULL DEFAULT 0",
     "CREATE INDEX messages_streaming ON messages(id) WHERE status = 'streaming'",

@@ -714,21 +714,19 @@ class Store:
                 )
                 if span is None or span[0] is None:
                     return []
-                fts_where += " AND messages_fts.rowid BETWEEN ? AND ?"
-                params += (span[0], span[1])
+                fts_where += " AND messages_fts.rowid BETWEEN ? AND ? AND m.session_id = ?"
+                params += (span[0], span[1], session_id)
             # Ranking every match of a very common word is slow (bm25 over 100k rows), so
             # rank only the newest RANK_WINDOW matches: FTS5 walks rowids newest first.
             floor = self._one(
-                f"SELECT rowid FROM messages_fts WHERE {fts_where}"
-                " ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                "SELECT messages_fts.rowid FROM messages_fts"
+                " JOIN messages m ON m.id = messages_fts.rowid"
+                f" WHERE {fts_where} ORDER BY messages_fts.rowid DESC LIMIT 1 OFFSET ?",
                 (*params, max(RANK_WINDOW, limit) - 1),
             )
             if floor is not None:
                 fts_where += " AND messages_fts.rowid >= ?"
                 params += (floor[0],)
-            if session_id is not None:
-                fts_where += " AND m.session_id = ?"
-                params += (session_id,)
             rows = self._all(
                 "SELECT m.session_id, m.id, s.title, m.role,"
                 f" snippet(messages_fts, 0, '{MARK_START}', '{MARK_END}', '…', 12),"

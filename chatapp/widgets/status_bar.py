@@ -48,10 +48,10 @@ class StatusBar(Horizontal):
         self._tokens = 0
         self.tokens_per_second = None
 
-    def count_token(self) -> None:
-        """A token arrived: update the live tokens/s (counted from the first token)."""
+    def count_token(self, tokens: int = 1) -> None:
+        """Tokens arrived: update the live tokens/s (counted from the first token)."""
         now = time.monotonic()
-        self._tokens += 1
+        self._tokens += tokens
         if self._first_token_at is None:
             self._first_token_at = now
             return
