@@ -43,3 +43,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Regenerate the README's theme screenshots (themes/screenshots/*.svg) from the real app.
+screenshots: $(STAMP)
+	$(PY) -m tests.screenshots

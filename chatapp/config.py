@@ -105,15 +105,27 @@ class Settings:
     context: ContextSettings = ContextSettings()
     models: tuple[ModelEntry, ...] = ()
     ui: UISettings = UISettings()
+    generation_keys: frozenset[str] = field(default=frozenset(), compare=False)
+    """The `[generation]` keys the user actually set (in the file or CHATAPP_* variables)."""
 
     def model(self, name: str) -> ModelEntry | None:
         """The `[[models]]` entry called `name`, if the config has one."""
         return next((m for m in self.models if m.name == name), None)
 
-    def generation_for(self, model_name: str) -> GenerationSettings:
-        """The generation settings for `model_name`: the global ones plus its overrides."""
+    def generation_for(
+        self, model_name: str, defaults: GenerationSettings | None = None
+    ) -> GenerationSettings:
+        """The generation settings for `model_name`: the global ones plus its overrides.
+
+        With `defaults` (a catalogue entry's), only the `[generation]` keys the user set
+        replace them: defaults < `[generation]` < `[models.generation]`.
+        """
+        base = self.generation
+        if defaults is not None:
+            chosen = {key: getattr(self.generation, key) for key in self.generation_keys}
+            base = dataclasses.replace(defaults, **chosen)
         entry = self.model(model_name)
-        return entry.generation_settings(self.generation) if entry else self.generation
+        return entry.generation_settings(base) if entry else base
 
 
 # --- problems ------------------------------------------------------------------------
@@ -416,6 +428,7 @@ class _Reader:
         return Settings(
             **top,
             generation=GenerationSettings(**generation),
+            generation_keys=frozenset(generation),
             context=ContextSettings(**context),
             models=self.models(data.get("models", [])),
             ui=UISettings(**ui),
@@ -539,6 +552,7 @@ def _env_overrides(
         changes["context"] = dataclasses.replace(settings.context, window=window)
     if generation:
         changes["generation"] = dataclasses.replace(settings.generation, **generation)
+        changes["generation_keys"] = settings.generation_keys | frozenset(generation)
     return dataclasses.replace(settings, **changes), problems
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatapp.config import Settings, load_settings
 from chatapp.engine.protocol import GenerationSettings, ModelSpec
@@ -16,20 +16,33 @@ class Startup:
     model: ModelSpec | None
     model_error: str | None
     problems: list[str]
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """The model's sampling settings: see `chatapp.registry.generation_for`."""
+    missing_model: str | None = None
+    """A catalogue model that is not pulled yet: the TUI offers to pull it."""
 
 
 def prepare(args: argparse.Namespace) -> Startup:
-    from chatapp.engine.models import ModelError, resolve_model
+    from chatapp.console_progress import StderrProgress
+    from chatapp.engine.models import ModelError, ModelNotInstalled
+    from chatapp.registry import generation_for, resolve
 
     settings, problems = load_settings()
     name = getattr(args, "model", None) or settings.default_model
     model: ModelSpec | None = None
     error: str | None = None
+    missing: str | None = None
+    progress = StderrProgress()  # converting a .gguf takes a while: say so on stderr
     try:
-        model = resolve_model(name)
+        model = resolve(name, settings, progress)
+    except ModelNotInstalled as exc:
+        error, missing = str(exc), exc.name
     except ModelError as exc:
         error = str(exc)
-    return Startup(settings, model, error, [str(p) for p in problems])
+    finally:
+        progress.close()
+    generation = generation_for(model.name if model else name, settings)
+    return Startup(settings, model, error, [str(p) for p in problems], generation, missing)
 
 
 def generation_settings(args: argparse.Namespace, base: GenerationSettings) -> GenerationSettings:
@@ -47,23 +60,37 @@ def generation_settings(args: argparse.Namespace, base: GenerationSettings) -> G
 
 def launch_tui(args: argparse.Namespace) -> int:
     from chatapp.engine.client import EngineClient
+    from chatapp.resume import ResumeError, open_store, prepare_for
 
-    startup = prepare(args)
+    try:
+        sessions = open_store(args)  # the sessions database; -c / --session
+    except ResumeError as error:
+        print(f"chatapp: {error}", file=sys.stderr)
+        return 1
+    startup = prepare_for(args, sessions.session)
     for problem in startup.problems:
         print(f"chatapp: {problem}", file=sys.stderr)
     engine = EngineClient()
     engine.start()  # before App.run(): see chatapp.engine.client
+    app = None
     try:
         from chatapp.app import ChatApp
 
         app = ChatApp(
             engine,
             startup.model,
-            startup.settings.generation,
+            startup.generation,
             system_prompt=args.system or startup.settings.system_prompt,
             model_error=startup.model_error,
+            theme=startup.settings.theme,
+            missing_model=startup.missing_model,
+            store=sessions.store,
+            session_id=sessions.session.id if sessions.session else None,
+            store_error=sessions.error,
+            config=startup.settings,
         )
         app.run()
     finally:
         engine.close()
-    return 0
+        sessions.close(getattr(app, "store", None))
+    return app.return_code or 0

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Handler = Callable[[Any, str], Awaitable[None] | None]
+Completer = Callable[[Any, str], list[str]]
+"""(target, partial argument) -> the arguments that could complete it, for Tab in the prompt."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class SlashCommand:
     summary: str
     run: Handler
     usage: str = ""
+    complete: Completer | None = None
 
     @property
     def signature(self) -> str:
@@ -49,8 +52,19 @@ class SlashCommands:
     def __init__(self) -> None:
         self._commands: dict[str, SlashCommand] = {}
 
-    def add(self, name: str, summary: str, run: Handler, usage: str = "") -> None:
-        self._commands[name] = SlashCommand(name, summary, run, usage)
+    def add(
+        self,
+        name: str,
+        summary: str,
+        run: Handler,
+        usage: str = "",
+        *,
+        complete: Completer | None = None,
+    ) -> None:
+        self._commands[name] = SlashCommand(name, summary, run, usage, complete)
+
+    def get(self, name: str) -> SlashCommand | None:
+        return self._commands.get(name)
 
     def __iter__(self) -> Iterator[SlashCommand]:
         return iter(sorted(self._commands.values(), key=lambda c: c.name))

@@ -145,6 +145,8 @@ class FakeEngine:
         if isinstance(request, LoadModel):
             async for event in self._load(request):
                 yield event
+        elif not isinstance(request, Generate):
+            return  # context recall's requests (Attach, Search, Reindex): no answer
         else:
             async for event in self._generate(request):
                 yield event

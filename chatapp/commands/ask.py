@@ -29,6 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--stats", action="store_true", help="print timing stats to stderr")
+    parser.add_argument(
+        "--no-save", action="store_true", help="do not save the exchange as a session"
+    )
+    parser.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue the last session: its messages are the context, the exchange is added",
+    )
+    parser.add_argument("--session", metavar="ID", help="continue the session with this id")
     parser.set_defaults(func=run)
 
 
@@ -52,26 +63,39 @@ def fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatapp.launch import generation_settings, prepare
+    from chatapp.commands.ask_log import AskLog, open_log
+    from chatapp.launch import generation_settings
+    from chatapp.resume import prepare_for
 
     prompt = read_prompt(args).strip()
     if not prompt:
         return fail("nothing to ask: give a question, or pipe one to stdin")
-    startup = prepare(args)
-    for problem in startup.problems:
-        print(f"chatapp: {problem}", file=sys.stderr)
-    if startup.model is None:
-        return fail(startup.model_error or "no model")
-    messages = []
-    system = args.system or startup.settings.system_prompt
-    if system:
-        messages.append(ChatMessage("system", system))
-    messages.append(ChatMessage("user", prompt))
-    settings = generation_settings(args, startup.settings.generation)
-    return asyncio.run(_ask(startup.model, tuple(messages), settings, show_stats=args.stats))
+    try:
+        sessions, log = open_log(args)  # saved by default, as `llm` logs: see ask_log
+    except ValueError as error:
+        return fail(str(error))
+    try:
+        startup = prepare_for(args, sessions.session if sessions is not None else None)
+        for problem in startup.problems:
+            print(f"chatapp: {problem}", file=sys.stderr)
+        if startup.model is None:
+            return fail(startup.model_error or "no model")
+        system = args.system or AskLog.system_prompt_of(sessions) or startup.settings.system_prompt
+        messages = [ChatMessage("system", system)] if system else []
+        messages += AskLog.history_of(sessions)
+        messages.append(ChatMessage("user", prompt))
+        settings = generation_settings(args, startup.generation)
+        if log is not None:
+            log.start(startup.model, system)
+        return asyncio.run(
+            _ask(startup.model, tuple(messages), settings, show_stats=args.stats, log=log)
+        )
+    finally:
+        if sessions is not None:
+            sessions.close()
 
 
-async def _ask(model, messages, settings, *, show_stats: bool) -> int:
+async def _ask(model, messages, settings, *, show_stats: bool, log=None) -> int:
     from chatapp.engine.client import EngineClient
 
     out = sys.stdout
@@ -86,11 +110,17 @@ async def _ask(model, messages, settings, *, show_stats: bool) -> int:
                 return fail(_reason(event))
         if sys.stderr.isatty():
             print("\r\033[2K", end="", file=sys.stderr)
+        if log is not None:
+            messages = log.begin(messages)  # the question is committed before the reply
         async for event in engine.stream(Generate(messages, settings)):
             if isinstance(event, Token):
                 out.write(clean(event.text))
                 out.flush()
+                if log is not None:
+                    log.grew(event.text)
             elif isinstance(event, Done):
+                if log is not None:
+                    log.finish(event.text, event.finish_reason, event.stats)
                 out.write("\n")
                 out.flush()
                 if show_stats:
@@ -102,9 +132,13 @@ async def _ask(model, messages, settings, *, show_stats: bool) -> int:
                         file=sys.stderr,
                     )
             elif isinstance(event, Failed | WorkerDied):
+                if log is not None:
+                    log.failed(event)
                 out.write("\n")
                 return fail(_reason(event))
     finally:
+        if log is not None:
+            log.failed(None)  # no-op unless the reply was cut short (Ctrl+C)
         engine.close()
     return 0
 

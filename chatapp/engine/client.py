@@ -24,15 +24,18 @@ from typing import Protocol
 
 from chatapp.engine.protocol import (
     TERMINAL_EVENTS,
+    Attach,
     Cancel,
     Event,
     Generate,
     LoadModel,
+    Reindex,
+    Search,
     Shutdown,
     WorkerDied,
 )
 
-StreamRequest = LoadModel | Generate
+StreamRequest = LoadModel | Generate | Attach | Search | Reindex
 
 
 class Engine(Protocol):

@@ -26,6 +26,10 @@ def new_request_id() -> int:
 class ChatMessage:
     role: Role
     content: str
+    id: int | None = None
+    """The stored message's id, when it has one (lets the worker cache its vector)."""
+    model: str | None = field(default=None, compare=False)
+    """For an assistant turn: the model that wrote it (the history survives switches)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,18 @@ class Generate:
     messages: tuple[ChatMessage, ...]
     settings: GenerationSettings = GenerationSettings()
     request_id: int = field(default_factory=new_request_id)
+    # Context recall (all optional: the defaults keep the recency-only builder).
+    encoder: ModelSpec | None = None
+    """The sentence encoder that ranks earlier turns; None: keep the newest turns only."""
+    session_id: int | None = None
+    database: str | None = None
+    """The store's path: the worker keeps vectors there and reads attachments from it."""
+    pinned: tuple[int, ...] = ()
+    excluded: tuple[int, ...] = ()
+    recent_turns: int | None = None
+    context_window: int | None = None
+    reply_reserve: int | None = None
+    cross_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,40 @@ class Shutdown:
     request_id: int = 0
 
 
-Request = LoadModel | Generate | Cancel | Shutdown
+@dataclass(frozen=True)
+class Attach:
+    """Add a text file to a session: chunked by encoder tokens, embedded, stored."""
+
+    name: str
+    text: str
+    encoder: ModelSpec
+    session_id: int | None = None
+    database: str | None = None
+    path: str = ""
+    request_id: int = field(default_factory=new_request_id)
+
+
+@dataclass(frozen=True)
+class Search:
+    """Semantic search over stored messages (every session) with the encoder."""
+
+    query: str
+    encoder: ModelSpec
+    database: str
+    limit: int = 20
+    request_id: int = field(default_factory=new_request_id)
+
+
+@dataclass(frozen=True)
+class Reindex:
+    """Embed, while the worker is idle, every stored message and chunk with no vector."""
+
+    encoder: ModelSpec
+    database: str
+    request_id: int = field(default_factory=new_request_id)
+
+
+Request = LoadModel | Generate | Cancel | Shutdown | Attach | Search | Reindex
 
 
 # --- events (worker -> UI) -----------------------------------------------------------
@@ -102,6 +151,51 @@ class ModelReady:
     load_seconds: float
 
 
+ContextKind = Literal["recent", "recalled", "pinned", "chunk"]
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One message or file chunk that was in a reply's context, and its relevance score."""
+
+    kind: ContextKind
+    message_id: int | None = None
+    chunk_id: int | None = None
+    score: float | None = None
+    session_id: int | None = None
+    """Set when the message comes from another session."""
+    position: int | None = None
+    """Index of the message in the request's `messages` (for messages of the branch)."""
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"kind": self.kind}
+        for key in ("message_id", "chunk_id", "session_id"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        if self.score is not None:
+            data["score"] = round(float(self.score), 4)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ContextItem:
+        kind = data.get("kind")
+        if kind not in ("recent", "recalled", "pinned", "chunk"):
+            raise ValueError(f"unknown context item kind {kind!r}")
+        score = data.get("score")
+
+        def optional_int(key: str) -> int | None:
+            value = data.get(key)
+            return value if isinstance(value, int) else None
+
+        return cls(
+            kind=kind,  # type: ignore[arg-type]
+            message_id=optional_int("message_id"),
+            chunk_id=optional_int("chunk_id"),
+            score=float(score) if isinstance(score, (int, float)) else None,
+            session_id=optional_int("session_id"),
+        )
+
+
 @dataclass(frozen=True)
 class Started:
     """The prompt is built and tokenized; decoding begins."""
@@ -110,6 +204,8 @@ class Started:
     prompt_tokens: int
     context_window: int
     dropped_messages: int = 0
+    context: tuple[ContextItem, ...] = ()
+    """What the prompt holds besides the system prompt and the new message."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +252,47 @@ class WorkerDied:
     exitcode: int | None
 
 
-Event = Progress | ModelReady | Started | Token | Done | Failed | WorkerDied
+@dataclass(frozen=True)
+class Attached:
+    request_id: int
+    name: str
+    attachment_id: int | None
+    chunks: int
+    tokens: int
 
-TERMINAL_EVENTS = (ModelReady, Done, Failed, WorkerDied)
+
+@dataclass(frozen=True)
+class SearchHit:
+    message_id: int
+    session_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    request_id: int
+    hits: tuple[SearchHit, ...]
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    """Answers `Reindex` at once with how many vectors are missing (filled while idle)."""
+
+    request_id: int
+    missing: int
+
+
+Event = (
+    Progress
+    | ModelReady
+    | Started
+    | Token
+    | Done
+    | Failed
+    | WorkerDied
+    | Attached
+    | SearchResults
+    | Reindexed
+)
+
+TERMINAL_EVENTS = (ModelReady, Done, Failed, WorkerDied, Attached, SearchResults, Reindexed)

@@ -7,7 +7,6 @@ here, in the child, never in the UI process.
 
 from __future__ import annotations
 
-import gc
 import os
 import queue
 import signal
@@ -18,7 +17,9 @@ import traceback
 from typing import Any
 
 from chatapp import locations
+from chatapp.engine.memory import release_memory
 from chatapp.engine.protocol import (
+    Attach,
     Cancel,
     Done,
     Failed,
@@ -27,7 +28,10 @@ from chatapp.engine.protocol import (
     ModelReady,
     ModelSpec,
     Progress,
+    Reindex,
+    Reindexed,
     Request,
+    Search,
     Shutdown,
     Started,
     Token,
@@ -85,7 +89,15 @@ def load_model(spec: ModelSpec, progress: Any) -> LoadedModel:
     progress("warming up", 2, 3)
     with torch.inference_mode():
         model(input_ids=torch.tensor([[tokenizer.eos_token_id or 0]]))
-    return LoadedModel(spec, model, tokenizer)
+    loaded = LoadedModel(spec, model, tokenizer)
+    # Weight format for decoding (chatapp.engine.quant): int4 (default; the GGUF's own
+    # 4-bit weights, ~3-4x the fp32 decode speed), int8, or fp32 (the plain path). The
+    # model answers at once in fp32; the quantised weights replace them, built on a
+    # background thread, from the first reply after they are ready.
+    weights = os.environ.get("CHATAPP_WEIGHTS", "int4").strip().lower() or "int4"
+    if weights != "fp32":
+        loaded.decoder.upgrade_in_background(weights)
+    return loaded
 
 
 def describe_error(exc: BaseException) -> str:
@@ -101,6 +113,7 @@ class Worker:
         self.inbox: queue.Queue[Request] = queue.Queue()
         self.cancelled: set[int] = set()
         self.loaded: LoadedModel | None = None
+        self._recall: Any = None
 
     def read_requests(self) -> None:
         while True:
@@ -118,7 +131,7 @@ class Worker:
     def serve(self) -> None:
         threading.Thread(target=self.read_requests, name="requests", daemon=True).start()
         while True:
-            request = self.inbox.get()
+            request = self.next_request()
             if isinstance(request, Shutdown):
                 return
             try:
@@ -126,9 +139,72 @@ class Worker:
                     self.handle_load(request)
                 elif isinstance(request, Generate):
                     self.handle_generate(request)
+                elif isinstance(request, Attach | Search | Reindex):
+                    self.handle_recall(request)
             except Exception as exc:  # report, keep serving
                 traceback.print_exc()
                 self.events.put(Failed(request.request_id, describe_error(exc)))
+
+    # --- context recall (chatapp.engine.recall) ---------------------------------------
+
+    @property
+    def recall(self) -> Any:
+        if self._recall is None:
+            from chatapp.engine.recall import Recall
+
+            self._recall = Recall()
+        return self._recall
+
+    def next_request(self) -> Request:
+        """The next request; while there is none, embed missing vectors a batch at a time."""
+        while self._recall is not None and self._recall.backlog:
+            try:
+                return self.inbox.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                self._recall.work_backlog()
+            except Exception:
+                traceback.print_exc()
+                self._recall.backlog.clear()
+        return self.inbox.get()
+
+    def build_recall_context(self, request: Generate, loaded: Any, budget: int) -> Any:
+        """Recent turns plus the best-scored earlier ones; None (recency only) when the
+        encoder cannot be used."""
+        from chatapp.engine.context import build_context
+        from chatapp.engine.prompt import render_ids
+
+        tokenizer = loaded.tokenizer
+        try:
+            scores, extras = self.recall.prepare(request)
+        except Exception:
+            traceback.print_exc()
+            return None
+        recent = request.recent_turns if request.recent_turns is not None else 6
+        return build_context(
+            request.messages,
+            lambda msgs: render_ids(tokenizer, msgs),
+            budget,
+            scores=scores,
+            recent_turns=recent,
+            pinned=request.pinned,
+            excluded=request.excluded,
+            extras=extras,
+            count=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+            count_batch=lambda texts: [
+                len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+            ],
+        )
+
+    def handle_recall(self, request: Attach | Search | Reindex) -> None:
+        if isinstance(request, Attach):
+            self.events.put(self.recall.attach(request))
+        elif isinstance(request, Search):
+            self.events.put(self.recall.search(request))
+        else:
+            missing = self.recall.queue_reindex(request.encoder, request.database)
+            self.events.put(Reindexed(request.request_id, missing))
 
     def handle_load(self, request: LoadModel) -> None:
         import torch
@@ -140,6 +216,10 @@ class Worker:
             self.events.put(Progress(request.request_id, stage, done, total))
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
+        if self.loaded is not None and self.loaded.spec == spec:  # already the active model
+            self.events.put(ModelReady(request.request_id, spec.name, spec.context_window, 0.0))
+            return
+        loaded: LoadedModel | None = None
         try:
             loaded = load_model(spec, progress)
         except Exception as exc:
@@ -147,15 +227,21 @@ class Worker:
             keep = f"; still using {self.loaded.spec.name}" if self.loaded else ""
             reason = f"could not load model '{spec.name}' from {spec.path}: {describe_error(exc)}"
             self.events.put(Failed(request.request_id, reason + keep))
+        if loaded is None:
+            release_memory()  # what the failed load allocated (its traceback is gone now)
             return
-        self.loaded = None  # drop the old model before the next collection
-        gc.collect()
-        self.loaded = loaded
+        old, self.loaded = self.loaded, loaded
+        if old is not None:  # drop the old model, its KV cache and decoder
+            old.decoder.reset()
+            del old
         self.events.put(
             ModelReady(
                 request.request_id, spec.name, spec.context_window, time.perf_counter() - started
             )
         )
+        # Then collect its cycles and trim the heap (a full collection takes ~0.3 s): the
+        # user reads "ready" meanwhile, and the next request waits for it in the queue.
+        release_memory()
 
     def handle_generate(self, request: Generate) -> None:
         from chatapp.engine.context import PromptTooLong, build_prompt
@@ -167,19 +253,28 @@ class Worker:
             self.events.put(Failed(rid, "no model is loaded"))
             return
         settings = request.settings
-        window = loaded.spec.context_window
+        window = request.context_window or loaded.spec.context_window
         stops = tuple(dict.fromkeys((*settings.stop, *loaded.spec.stop)))
         reserve = min(settings.max_new_tokens, window // 2)
+        if request.reply_reserve is not None:
+            reserve = max(0, min(request.reply_reserve, window - 1))
         try:
-            built = build_prompt(
-                request.messages, lambda msgs: render_ids(loaded.tokenizer, msgs), window - reserve
-            )
+            built = None
+            if request.encoder is not None:
+                built = self.build_recall_context(request, loaded, window - reserve)
+            if built is None:
+                built = build_prompt(
+                    request.messages,
+                    lambda msgs: render_ids(loaded.tokenizer, msgs),
+                    window - reserve,
+                )
         except PromptTooLong as exc:
             self.events.put(Failed(rid, str(exc)))
             return
         max_new = min(settings.max_new_tokens, window - len(built.token_ids))
         settings = type(settings)(**{**settings.__dict__, "stop": stops, "max_new_tokens": max_new})
-        self.events.put(Started(rid, len(built.token_ids), window, built.dropped))
+        context = getattr(built, "items", ())
+        self.events.put(Started(rid, len(built.token_ids), window, built.dropped, context))
 
         decoder = loaded.decoder
         pending: list[str] = []
@@ -198,7 +293,9 @@ class Worker:
                 pending.append(delta)
                 now = time.perf_counter()
                 if now - last_flush >= FLUSH_SECONDS:
-                    self.events.put(Token(rid, "".join(pending), decoder.generated_tokens - sent_tokens))
+                    self.events.put(
+                        Token(rid, "".join(pending), decoder.generated_tokens - sent_tokens)
+                    )
                     sent_tokens = decoder.generated_tokens
                     pending.clear()
                     last_flush = now

@@ -19,12 +19,11 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from chatapp import recall_ui
 from chatapp.engine.client import Engine
 from chatapp.engine.protocol import (
-    ChatMessage,
     Done,
     Failed,
     Generate,
@@ -37,10 +36,15 @@ from chatapp.engine.protocol import (
     Token,
     WorkerDied,
 )
+from chatapp.screens.model_switch import ModelControls
+from chatapp.screens.sessions import SessionScreen
 from chatapp.slash import SlashCommands, UnknownCommand, parse, unescape
+from chatapp.store import Store, StoreError
 from chatapp.widgets.chat_view import ChatView
 from chatapp.widgets.message import MessageWidget, format_stats
 from chatapp.widgets.prompt import PromptInput
+from chatapp.widgets.pull_offer import PullOffer
+from chatapp.widgets.recall import RecallSummary
 from chatapp.widgets.status_bar import StatusBar
 
 DEFAULT_SETTINGS = GenerationSettings()
@@ -50,12 +54,13 @@ def describe_exit(exitcode: int | None) -> str:
     return "exit unknown" if exitcode is None else f"exit {exitcode}"
 
 
-class ChatScreen(Screen):
-    """A conversation with one model."""
+class ChatScreen(ModelControls, SessionScreen):
+    """A conversation with one model, saved as a session (see `SessionScreen`)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop", id="chat.stop"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
+        Binding("f2,ctrl+t", "pick_model", "Switch model", id="chat.model"),
     ]
 
     def __init__(
@@ -66,6 +71,9 @@ class ChatScreen(Screen):
         *,
         system_prompt: str | None = None,
         model_error: str | None = None,
+        store: Store | None = None,
+        session_id: int | None = None,
+        store_error: StoreError | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -73,14 +81,18 @@ class ChatScreen(Screen):
         self.settings = settings
         self.system_prompt = system_prompt
         self.model_error = model_error
-        self.history: list[ChatMessage] = []
         self.model_ready = False
         self.request: Generate | None = None
         """The generation in flight, if any."""
         self._stop_requested = False
         self.slash_commands = SlashCommands()
         self.slash_commands.add("help", "list the slash commands", ChatScreen._slash_help)
-        self.slash_commands.add("new", "start a new chat", lambda screen, _: screen.action_new_chat())
+        self.slash_commands.add(
+            "new", "start a new chat", lambda screen, _: screen.action_new_chat()
+        )
+        # The saved session: `store` None keeps it in memory (see SessionScreen).
+        self.init_sessions(store, session_id=session_id, store_error=store_error)
+        self.setup_model_controls()  # /model, /set, /system, the picker (see ModelControls)
 
     def compose(self) -> ComposeResult:
         yield ChatView(id="chat-view")
@@ -105,13 +117,15 @@ class ChatScreen(Screen):
 
     async def on_mount(self) -> None:
         prompt = self.prompt_input
-        prompt.border_subtitle = "enter send · ctrl+j newline · esc stop · ctrl+n new"
+        prompt.border_subtitle = "enter send · ctrl+j newline · esc stop · ctrl+n new · f1 keys"
         prompt.focus()
         status = self.status_bar
         if self.model is None:
             status.model_name = ""
             status.state = "no model"
             await self.chat_view.add_notice(self.model_error or "No model is configured.")
+            if missing := getattr(self.app, "missing_model", None):
+                await self.mount(PullOffer(missing), before=prompt)  # first run: offer a pull
             return
         status.model_name = self.model.name
         status.context_window = self.model.context_window
@@ -144,6 +158,26 @@ class ChatScreen(Screen):
         self.status_bar.state, self.status_bar.detail = "error", ""
         await self.chat_view.add_notice(f"⚠ {text}", variant="error")
 
+    # --- pulling a missing model (first run; see chatapp.widgets.pull_offer) ----------------
+
+    def on_pull_offer_progressed(self, event: PullOffer.Progressed) -> None:
+        if self.model is None:
+            status = self.status_bar
+            status.model_name = event.name
+            status.state = "no model" if event.failed else "loading"
+            status.detail = event.text
+
+    async def on_pull_offer_pulled(self, event: PullOffer.Pulled) -> None:
+        await event.offer.remove()
+        self.prompt_input.focus()
+        if self.model is not None:
+            self.notify(f"{event.spec.name} is pulled.", markup=False)
+            return
+        self.model, self.model_error = event.spec, None
+        self.status_bar.model_name = event.spec.name
+        self.status_bar.context_window = event.spec.context_window
+        self.load_model()
+
     # --- sending -------------------------------------------------------------------------
 
     @on(PromptInput.Submitted)
@@ -168,17 +202,23 @@ class ChatScreen(Screen):
             text = "The model failed to load." if state == "error" else "The model is loading…"
             self.notify(text, markup=False)
             return
-        event.prompt_input.commit(event.text)
         text = unescape(event.text)
-        self.history.append(ChatMessage("user", text))
-        messages = tuple(self.history)
-        if self.system_prompt:
-            messages = (ChatMessage("system", self.system_prompt), *messages)
-        self.request = Generate(messages=messages, settings=self.settings)
+        if not await self.add_user_turn(text):  # committed to the store first
+            return  # not saved: the text stays in the prompt
+        event.prompt_input.commit(event.text)
+        await self.start_reply()
+
+    async def start_reply(self) -> None:
+        """Stream a reply to the current branch into a new message (saved as it grows)."""
+        assert self.model is not None
+        messages = self.conversation.request_messages()
+        reply_id = self.begin_reply(self.model)  # None: not saved, but still generated
+        self.request = Generate(
+            messages=messages, settings=self.settings, **recall_ui.generate_options(self)
+        )
         self._stop_requested = False
-        view = self.chat_view
-        await view.add_message(MessageWidget("user", text))
-        reply = await view.add_message(MessageWidget("assistant", label=self.model.name))
+        reply = MessageWidget("assistant", label=self.model.name, message_id=reply_id)
+        await self.chat_view.add_message(reply)
         reply.set_footer("…", variant="muted")
         self.generate(self.request, reply)
 
@@ -193,16 +233,22 @@ class ChatScreen(Screen):
                 if isinstance(event, Started):
                     status.context_used = event.prompt_tokens
                     status.context_window = event.context_window
+                    await recall_ui.show_context(self, reply, event)
                 elif isinstance(event, Token):
                     status.count_token(event.tokens)
                     await reply.append(event.text)
+                    self.reply_grew(event.text)
                 elif isinstance(event, Done):
                     await reply.finalize(event.text)
                     outcome = self._finish(reply, event)
+                    stopped = event.finish_reason == "cancelled" or self._stop_requested
+                    final = "stopped" if stopped else "complete"
+                    await self.end_reply(reply, final, event.text, event.stats)
                 elif isinstance(event, Failed):
                     await reply.finalize()
                     reply.set_footer(f"⚠ generation failed: {event.reason}", variant="error")
                     outcome = "error"
+                    await self.end_reply(reply, "error")
                 elif isinstance(event, WorkerDied):
                     await reply.finalize()
                     reason = describe_exit(event.exitcode)
@@ -210,11 +256,13 @@ class ChatScreen(Screen):
                         f"⚠ the model worker stopped ({reason}); restarting…", variant="error"
                     )
                     outcome = "died"
+                    await self.end_reply(reply, "interrupted")
         finally:
             # A new chat (Ctrl+N) clears `self.request` first: then this turn is forgotten.
             if self.request is request:
                 self.request = None
-                self.history.append(ChatMessage("assistant", reply.text))
+            self.settle_reply(reply)  # a stream that ended without Done: 'interrupted'
+            recall_ui.keep_context(self, reply)  # which messages the context held
         if outcome == "died":
             status.state, status.detail = "error", "worker stopped"
             self.load_model(restart=True)
@@ -241,6 +289,10 @@ class ChatScreen(Screen):
             reply.set_footer(line, variant="muted")
         return "done"
 
+    def on_recall_summary_mark(self, event: RecallSummary.Mark) -> None:
+        event.stop()
+        recall_ui.on_mark(self, event)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that raised: say so once, and leave the app usable."""
         if event.state != WorkerState.ERROR:
@@ -261,14 +313,12 @@ class ChatScreen(Screen):
             self._stop_requested = True
             self.engine.cancel(self.request.request_id)
             self.status_bar.detail = "stopping…"
+        else:
+            self.escape_idle()  # cancel an edit, or leave a focused message for the prompt
 
     async def action_new_chat(self) -> None:
-        """Ctrl+N: forget the conversation and clear the view (stopping any reply)."""
-        if self.request is not None:
-            self.engine.cancel(self.request.request_id)
-            self.request = None
-            self.workers.cancel_group(self, "generate")
-        self.history.clear()
+        """Ctrl+N: a new session; the view clears (a reply streaming is stopped and kept)."""
+        await self.new_session()
         await self.chat_view.clear()
         status = self.status_bar
         status.context_used = None

@@ -86,7 +86,56 @@ _V2: tuple[str, ...] = (
     "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Version 3: context recall. Files attached to a session and their chunks; one vector per
+# (message or chunk, encoder), float32 little-endian bytes; the user's pins and exclusions.
+_V3: tuple[str, ...] = (
+    """
+    CREATE TABLE attachments (
+        id          INTEGER PRIMARY KEY,
+        session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        path        TEXT NOT NULL DEFAULT '',
+        size        INTEGER NOT NULL DEFAULT 0,
+        sha256      TEXT NOT NULL DEFAULT '',
+        content     TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX attachments_by_session ON attachments(session_id, id)",
+    """
+    CREATE TABLE chunks (
+        id            INTEGER PRIMARY KEY,
+        attachment_id INTEGER NOT NULL REFERENCES attachments(id) ON DELETE CASCADE,
+        session_id    INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        ordinal       INTEGER NOT NULL,
+        content       TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX chunks_by_session ON chunks(session_id, id)",
+    "CREATE INDEX chunks_by_attachment ON chunks(attachment_id, ordinal)",
+    """
+    CREATE TABLE embeddings (
+        message_id  INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        chunk_id    INTEGER REFERENCES chunks(id) ON DELETE CASCADE,
+        encoder     TEXT NOT NULL,
+        dim         INTEGER NOT NULL,
+        vector      BLOB NOT NULL,
+        CHECK ((message_id IS NULL) <> (chunk_id IS NULL))
+    )
+    """,
+    "CREATE UNIQUE INDEX embeddings_by_message ON embeddings(message_id, encoder)"
+    " WHERE message_id IS NOT NULL",
+    "CREATE UNIQUE INDEX embeddings_by_chunk ON embeddings(chunk_id, encoder)"
+    " WHERE chunk_id IS NOT NULL",
+    """
+    CREATE TABLE message_recall (
+        message_id  INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        mode        TEXT NOT NULL CHECK (mode IN ('pinned', 'excluded'))
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -9,11 +9,13 @@ interpret Rich markup, and links in it are not opened on click.
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from chatapp.code_blocks import copy_block, fence_at
 from chatapp.engine.protocol import GenerationStats, Role
 from chatapp.sanitize import sanitize
 
@@ -28,11 +30,13 @@ def format_stats(stats: GenerationStats) -> str:
     return " · ".join(parts)
 
 
-class MessageWidget(Vertical):
+class MessageWidget(Vertical, can_focus=True):
     """A message in the chat view.
 
     User messages show their text as typed (plain text); assistant messages render
     Markdown and can be streamed into with `append` and finished with `finalize`.
+    `message_id` is the stored message's id (None for a message that is not stored);
+    a message is focusable, and the screen's keys act on the focused one.
     """
 
     def __init__(
@@ -41,11 +45,13 @@ class MessageWidget(Vertical):
         text: str = "",
         *,
         label: str | None = None,
+        message_id: int | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self.role = role
+        self.message_id = message_id
         self.add_class(f"-{role}")
         self._text = text
         self._label = label if label is not None else {"user": "you"}.get(role, role)
@@ -105,6 +111,13 @@ class MessageWidget(Vertical):
         footer.display = bool(text)
         footer.set_class(variant == "error", "-error")
         footer.set_class(variant == "muted", "-muted")
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a code block copies its code (see `chatapp.code_blocks`)."""
+        fence = fence_at(event.widget)
+        if fence is not None:
+            event.stop()
+            copy_block(self.app, fence)
 
     def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
         """Links in model output are not opened; show where they point instead."""

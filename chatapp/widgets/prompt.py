@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+
+from chatapp import completion
 
 MAX_PASTE_CHARS = 1_000_000
 LONG_LINE_CHARS = 2_000
@@ -71,6 +74,9 @@ class PromptInput(TextArea):
         elif event.key == "down" and self._may_recall(backwards=False):
             self._consume(event)
             self._recall(+1)
+        elif event.key == "tab" and self.suggestion:
+            self._consume(event)
+            self.insert(self.suggestion)
         # Anything else falls through to TextArea's own handler and bindings.
 
     @staticmethod
@@ -80,6 +86,26 @@ class PromptInput(TextArea):
 
     def action_newline(self) -> None:
         self.insert("\n")
+
+    # --- slash command completion -------------------------------------------------------
+
+    def update_suggestion(self) -> None:
+        """While a slash command is typed: ghost text that Tab (or →) accepts, and a hint
+        naming the matching commands in the top border (see `chatapp.completion`)."""
+        commands = getattr(self.screen, "slash_commands", None) if self.is_attached else None
+        document = self.document
+        text = document.get_line(0) if document.line_count == 1 else ""
+        at_end = self.selection.is_empty and self.cursor_location == (0, len(text))
+        if commands is None or not text.startswith("/"):
+            self.suggestion = ""
+            self.border_title = None
+            return
+        self.suggestion = completion.suggestion(commands, self.screen, text) if at_end else ""
+        line = completion.hint(commands, self.screen, text)
+        self.border_title = Text(line) if line else None
+
+    def watch_selection(self) -> None:
+        self.update_suggestion()
 
     # --- history -----------------------------------------------------------------------
 

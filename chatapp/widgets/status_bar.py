@@ -26,6 +26,8 @@ class StatusBar(Horizontal):
     tokens_per_second: reactive[float | None] = reactive[float | None](None)
     context_used: reactive[int | None] = reactive[int | None](None)
     context_window: reactive[int | None] = reactive[int | None](None)
+    settings_text: reactive[str] = reactive("")
+    """The key generation settings, "temp 0.2 · max 512" (set by the screen)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -34,6 +36,7 @@ class StatusBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(id="status-model")
+        yield Label(id="status-settings")
         yield Label(id="status-state")
         yield Label(id="status-speed")
         yield Label(id="status-context")
@@ -83,6 +86,9 @@ class StatusBar(Horizontal):
     def watch_context_window(self) -> None:
         self._refresh_labels()
 
+    def watch_settings_text(self) -> None:
+        self._refresh_labels()
+
     @property
     def context_text(self) -> str:
         if self.context_window is None:
@@ -110,3 +116,6 @@ class StatusBar(Horizontal):
         speed = "" if self.tokens_per_second is None else f"{self.tokens_per_second:.1f} tok/s"
         self.query_one("#status-speed", Label).update(Text(speed))
         self.query_one("#status-context", Label).update(Text(self.context_text))
+        settings = self.query_one("#status-settings", Label)
+        settings.update(Text(sanitize(self.settings_text)))
+        settings.display = model.display and bool(self.settings_text)
