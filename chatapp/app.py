@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -12,6 +12,7 @@ from chatapp.config import Settings
 from chatapp.engine.client import Engine
 from chatapp.engine.protocol import GenerationSettings, ModelSpec
 from chatapp.palette import ChatCommands
+from chatapp.sanitize import sanitize
 from chatapp.screens.chat import DEFAULT_SETTINGS, ChatScreen
 from chatapp.screens.help import HelpScreen
 from chatapp.store import Store, StoreError
@@ -84,6 +85,11 @@ class ChatApp(App):
         ux.install(screen)  # /theme, /copy, /pull, /keys
         recall_ui.install(screen)  # /attach, /pin, /exclude, /recall, /find
         return screen
+
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
+        """Every notification (screens and widgets call this one) is made inert: Textual
+        keeps ESC in a toast's text, so a title or file name could reach the terminal."""
+        super().notify(sanitize(str(message)), title=sanitize(str(title)), **kwargs)
 
     def action_help(self) -> None:
         """F1: the keys and commands of the current screen (F1 again closes it)."""

@@ -264,3 +264,15 @@ def test_no_scores_is_recency():
 def test_too_long_message():
     with pytest.raises(PromptTooLong):
         build_context([ChatMessage("user", "w " * 50)], render_additive, 10)
+
+
+def test_first_message_with_batch_counting():
+    def strict_batch(texts):
+        if not texts:
+            raise IndexError("empty batch")  # as a Hugging Face tokenizer does
+        return [count(t) for t in texts]
+
+    built = build_context(
+        [ChatMessage("user", "hello")], render_additive, 50, count=count, count_batch=strict_batch
+    )
+    assert [m.content for m in built.messages] == ["hello"] and built.items == ()

@@ -223,3 +223,159 @@ def test_builder_refuses_a_message_over_the_budget(loaded):
     _, tokenizer = loaded
     with pytest.raises(PromptTooLong, match="tokens"):
         build_prompt([ChatMessage("user", "word " * 500)], lambda m: render_ids(tokenizer, m), 50)
+
+
+# --- the optimised decode path: lean forward, quantised weights -----------------------
+
+
+def teacher_forced_agreement(model, reference_model, ids, reply) -> float:
+    """Share of the reply's positions where both models' top token is the same."""
+    import torch
+
+    seq = torch.tensor([ids + reply])
+    with torch.inference_mode():
+        a = model(input_ids=seq).logits[0, len(ids) - 1 : -1].argmax(-1)
+        b = reference_model(input_ids=seq).logits[0, len(ids) - 1 : -1].argmax(-1)
+    return float((a == b).float().mean())
+
+
+def test_lean_path_matches_the_plain_forward(loaded):
+    model, tokenizer = loaded
+    from chatapp.engine.decode import _LlamaRunner
+
+    lean = Decoder(model, tokenizer)
+    assert isinstance(lean.runner, _LlamaRunner)  # the tiny model is a Llama
+    plain = Decoder(model, tokenizer, lean=False)
+    for text in ("The capital of France is", "日本語 🙂 café", "def add(a, b):"):
+        ids = prompt_for(tokenizer, text)
+        assert run(lean, ids, GREEDY)[1].token_ids == run(plain, ids, GREEDY)[1].token_ids
+
+
+@pytest.mark.parametrize("fmt", ["int4", "int8"])
+def test_quantised_decode_agrees_with_the_plain_one_on_the_tiny_model(loaded, fmt):
+    import copy
+
+    from chatapp.engine.quant import quantize_model
+
+    model, tokenizer = loaded
+    quantised = copy.deepcopy(model)
+    quantize_model(quantised, fmt)
+    total = 0.0
+    prompts = ("The capital of France is", "Hello, how are you today?", "Streaming tokens")
+    for text in prompts:
+        ids = prompt_for(tokenizer, text)
+        reply = run(Decoder(model, tokenizer, lean=False), ids, GREEDY)[1].token_ids
+        fast = run(Decoder(quantised, tokenizer), ids, GREEDY)[1].token_ids
+        assert fast[:2] == reply[:2]  # a random tiny model has many near-ties after that
+        total += teacher_forced_agreement(quantised, model, ids, reply)
+    assert total / len(prompts) >= 0.8
+
+
+def test_prefix_reuse_with_quantised_weights_gives_the_same_tokens(loaded):
+    import copy
+
+    from chatapp.engine.quant import quantize_model
+
+    model, tokenizer = loaded
+    quantised = copy.deepcopy(model)
+    quantize_model(quantised, "int4")
+    history = [ChatMessage("user", "Hello, how are you today?")]
+    reuse, fresh = Decoder(quantised, tokenizer), Decoder(quantised, tokenizer, reuse_prefix=False)
+    for turn in range(4):
+        ids = render_ids(tokenizer, history)
+        a = run(reuse, ids, GREEDY)[1]
+        b = run(fresh, ids, GREEDY)[1]
+        assert a.token_ids == b.token_ids
+        assert turn == 0 or reuse.reused_tokens > 0
+        history += [ChatMessage("assistant", a.text), ChatMessage("user", f"Turn {turn}")]
+
+
+def test_background_upgrade_swaps_the_weights_between_replies(loaded):
+    import copy
+
+    model, tokenizer = loaded
+    decoder = Decoder(copy.deepcopy(model), tokenizer)
+    ids = prompt_for(tokenizer, "Hello")
+    run(decoder, ids, GREEDY)  # the fp32 cache ...
+    decoder.upgrade_in_background("int4")
+    assert decoder.wait_for_upgrade(timeout=60) == "int4"
+    assert decoder.upgrade_error is None
+    _, completion = run(decoder, ids, GREEDY)
+    assert decoder.reused_tokens == 0  # ... is not reused with other weights
+    assert completion.stats.new_tokens > 0
+
+
+def test_a_bad_weight_format_keeps_the_loaded_weights(loaded):
+    import copy
+
+    model, tokenizer = loaded
+    decoder = Decoder(copy.deepcopy(model), tokenizer)
+    decoder.upgrade_in_background("int3")
+    assert decoder.wait_for_upgrade(timeout=60) == "fp32"
+    assert isinstance(decoder.upgrade_error, ValueError)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from tests.conftest import real_model_dir
+
+    path = real_model_dir("smollm2-135m-instruct")
+    if path is None:
+        pytest.skip("SmolLM2 is not pulled: run `make models`")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.real_model
+def test_optimised_decode_agrees_with_the_plain_one_on_smollm2(smollm2):
+    """fp32 lean path: the same tokens. int4 (the GGUF's own Q4_1 weights, bf16
+    activations): the top token agrees at >= 95% of a plain reply's positions (measured:
+    ~99%; bench/decode.py --agreement)."""
+    import copy
+
+    from chatapp.engine.quant import quantize_model
+
+    model, tokenizer = smollm2
+    quantised = copy.deepcopy(model)
+    quantize_model(quantised, "int4")
+    settings = GenerationSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=32)
+    agreement = []
+    for text in ("What is the capital of France?", "Write a haiku about the sea."):
+        ids = prompt_for(tokenizer, text)
+        plain = run(Decoder(model, tokenizer, lean=False), ids, settings)[1].token_ids
+        assert run(Decoder(model, tokenizer), ids, settings)[1].token_ids == plain
+        fast = run(Decoder(quantised, tokenizer), ids, settings)[1].token_ids
+        assert fast[:4] == plain[:4]
+        agreement.append(teacher_forced_agreement(quantised, model, ids, plain))
+    assert sum(agreement) / len(agreement) >= 0.95
+
+
+def test_lean_path_runs_qwen2_with_its_biases():
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from chatapp.engine.decode import _LlamaRunner
+    from chatapp.engine.quant import quantize_model
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():  # random biases, so that dropping them would show
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_()
+    assert _LlamaRunner.supports(model)
+    ids = [3, 17, 42, 99, 5, 8]
+    with torch.inference_mode():
+        ref = model(input_ids=torch.tensor([ids])).logits[0]
+        runner = _LlamaRunner(model)
+        assert torch.allclose(runner.forward(ids[:4]), ref[3], atol=1e-4)
+        for i in (4, 5):  # one token at a time on the cache
+            assert torch.allclose(runner.forward([ids[i]]), ref[i], atol=1e-4)
+        quantize_model(model, "int4")
+        runner = _LlamaRunner(model)
+        assert torch.nn.functional.cosine_similarity(runner.forward(ids), ref[-1], dim=0) > 0.98

@@ -39,7 +39,7 @@ async def test_a_conversation_moves_from_smollm2_to_gemma_and_back(both_models) 
             await send(pilot, "What is the capital of France?")
             await settle(app, pilot)
             first = app.chat.chat_view.messages[-1]
-            assert "Paris" in first.text, first.text
+            assert "Paris" in first.text, (first.text, first.footer)
 
             await send(pilot, f"/model {GEMMA}")
             await settle(app, pilot)

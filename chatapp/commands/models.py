@@ -59,6 +59,8 @@ def run_list(args: argparse.Namespace) -> int:
     from rich import box
     from rich.text import Text
 
+    from chatapp.sanitize import sanitize  # names come from folder names: untrusted
+
     console = Console()
     wide = console.width >= 100
     table = Table(
@@ -72,15 +74,17 @@ def run_list(args: argparse.Namespace) -> int:
     table.add_column("Size", justify="right", no_wrap=True)
     table.add_column("Context", justify="right", no_wrap=True)
     if wide:
-        table.add_column("Description", no_wrap=True, overflow="ellipsis", max_width=console.width - 75)
+        table.add_column(
+            "Description", no_wrap=True, overflow="ellipsis", max_width=console.width - 75
+        )
     for info in infos:
-        name = Text(f"{info.name} *" if info.default else info.name)
+        name = Text(sanitize(f"{info.name} *" if info.default else info.name))
         pulled = Text("✓", style="green") if info.installed else Text("—", style="dim")
         size = Text(filesize.decimal(info.size) if info.size is not None else "?")
         if not info.installed:
             size.stylize("dim")
         cells = [name, Text(info.kind), pulled, size, Text(str(info.context_window))]
-        table.add_row(*cells, *([Text(info.description)] if wide else []))
+        table.add_row(*cells, *([Text(sanitize(info.description))] if wide else []))
     console.print(table)
     return 0
 

@@ -20,7 +20,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator
 from multiprocessing import resource_tracker
-from typing import Protocol
+from typing import Protocol, get_args
 
 from chatapp.engine.protocol import (
     TERMINAL_EVENTS,
@@ -36,6 +36,7 @@ from chatapp.engine.protocol import (
 )
 
 StreamRequest = LoadModel | Generate | Attach | Search | Reindex
+EVENT_TYPES = get_args(Event)
 
 
 class Engine(Protocol):
@@ -174,7 +175,10 @@ class EngineClient:
                 break
             except (EOFError, OSError, ValueError):
                 break
-            self._deliver(event.request_id, event)
+            except Exception:  # e.g. an object that cannot be unpickled here: skip it
+                continue
+            if isinstance(event, EVENT_TYPES):  # anything else is no event: never routed
+                self._deliver(event.request_id, event)
         # The process is gone: every stream still waiting on it ends with WorkerDied.
         with self._lock:
             pending = [rid for rid, (_, _, gen) in self._streams.items() if gen == generation]

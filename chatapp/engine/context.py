@@ -326,7 +326,8 @@ def build_context(
     first_batch = list(itertools.islice(stream, len(pins) + len(recent) + 2 * MAX_MISSES))
     if count is not None and count_batch is not None:
         texts = list({m.content: None for u in first_batch for m in _unit_messages(u)})
-        counted.update(zip(texts, count_batch(texts), strict=True))
+        if texts:  # (a tokenizer given an empty batch may raise)
+            counted.update(zip(texts, count_batch(texts), strict=True))
 
     selected: list[_Unit] = []
     considered: list[_Unit] = []

@@ -2,7 +2,14 @@
 
 `Decoder` keeps the KV cache of the previous turn (its prompt and reply). A new prompt
 that starts with the same tokens reuses that cache and prefills only the rest, so the
-first token of turn 50 comes about as fast as turn 1's.
+first token of turn 50 comes about as fast as turn 1's (bench/turns.py).
+
+Two ways to run the model (a "runner"): `_LlamaRunner`, a lean forward for Llama-shaped
+models (SmolLM2, Llama, Qwen2) on a preallocated KV cache, calling the quantised
+kernels of `chatapp.engine.quant` directly; and `_HFRunner`, the model's own forward on
+a transformers `DynamicCache`, for every other architecture (Gemma 3...). The weights
+can be quantised on a background thread (`upgrade_in_background`) and swapped in
+between two replies.
 """
 
 from __future__ import annotations
@@ -137,7 +144,7 @@ class _LlamaRunner:
         # per matmul input and call the bare kernels; otherwise call the modules in fp32.
         bare = all(hasattr(m, "kernel") for m in matmuls)
         self.dtype = torch.bfloat16 if bare else torch.float32
-        _kernel = (lambda m: m.kernel) if bare else (lambda m: m)  # noqa: E731
+        _kernel = (lambda m: m.kernel) if bare else (lambda m: m)
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             qkv = getattr(attn.q_proj, "fused", None)
@@ -228,7 +235,10 @@ class _LlamaRunner:
             proj = qkv(norm1(h[0]).to(dtype)).float().view(n, nq + 2 * nkv, d)
             qk = proj[:, : nq + nkv]
             # RoPE on q and k at once: x * cos + rotate_half(x) * sin (sign folded in sin).
-            qk = qk * cos[:, None] + torch.cat([qk[..., half:], qk[..., :half]], dim=-1) * sin[:, None]
+            qk = (
+                qk * cos[:, None]
+                + torch.cat([qk[..., half:], qk[..., :half]], dim=-1) * sin[:, None]
+            )
             k_cache, v_cache = self.keys[i], self.values[i]
             k_cache[0, :, start:end] = qk[:, nq:].transpose(0, 1)
             v_cache[0, :, start:end] = proj[:, nq + nkv :].transpose(0, 1)

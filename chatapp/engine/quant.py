@@ -54,19 +54,33 @@ def int4_kernels_available() -> bool:
     )
 
 
+CHUNK_ROWS = 4096  # quantise big matrices this many rows at a time: small temporaries
+
+
+def _by_rows(weight: torch.Tensor, fn: Any) -> list[torch.Tensor]:
+    """fn(rows) over chunks of `weight`'s rows, results concatenated per output."""
+    outs = [fn(weight[i : i + CHUNK_ROWS].float()) for i in range(0, weight.shape[0], CHUNK_ROWS)]
+    return [torch.cat(parts) for parts in zip(*outs, strict=True)]
+
+
 def quantize_int4_groups(weight: torch.Tensor, group: int = GROUP):
     """Asymmetric 4-bit codes per group of `group` input features (the Q4_1 quantiser).
 
     Returns (codes uint8 [N, K] in 0..15, scale [N, K/group], minimum [N, K/group]);
     w ~= scale * code + minimum. Weights already on such a grid come back exactly.
     """
-    n, k = weight.shape
-    w = weight.detach().float().reshape(n, k // group, group)
-    lo, hi = torch.aminmax(w, dim=-1)
-    scale = (hi - lo) / 15
-    inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
-    codes = (w - lo[..., None]).mul_(inv[..., None]).round_().clamp_(0, 15).to(torch.uint8)
-    return codes.reshape(n, k), scale, lo
+
+    def rows(w: torch.Tensor):
+        n, k = w.shape
+        w = w.reshape(n, k // group, group)
+        lo, hi = torch.aminmax(w, dim=-1)
+        scale = (hi - lo) / 15
+        inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
+        codes = (w - lo[..., None]).mul_(inv[..., None]).round_().clamp_(0, 15)
+        return codes.to(torch.uint8).reshape(n, k), scale, lo
+
+    codes, scale, lo = _by_rows(weight.detach(), rows)
+    return codes, scale, lo
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:
@@ -86,10 +100,26 @@ def pack_int4(codes: torch.Tensor) -> torch.Tensor:
 
 def quantize_int8_channels(weight: torch.Tensor):
     """Symmetric int8 per output row: (codes int8 [N, K], scale [N]); w ~= scale * code."""
-    w = weight.detach().float()
-    scale = w.abs().amax(dim=1) / 127
-    inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
-    codes = (w * inv[:, None]).round_().clamp_(-127, 127).to(torch.int8)
+
+    def rows(w: torch.Tensor):
+        scale = w.abs().amax(dim=1) / 127
+        inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
+        return (w * inv[:, None]).round_().clamp_(-127, 127).to(torch.int8), scale
+
+    codes, scale = _by_rows(weight.detach(), rows)
+    return codes, scale
+
+
+def quantize_int8_groups(weight: torch.Tensor, group: int = GROUP):
+    """Symmetric int8 per group of `group` (Q8_0): (codes int8 [N, K/g, g], scale [N, K/g])."""
+
+    def rows(w: torch.Tensor):
+        g = w.reshape(w.shape[0], -1, group)
+        scale = g.abs().amax(dim=-1) / 127
+        inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
+        return (g * inv[..., None]).round_().clamp_(-127, 127).to(torch.int8), scale
+
+    codes, scale = _by_rows(weight.detach(), rows)
     return codes, scale
 
 
@@ -131,11 +161,12 @@ class Int4Linear(nn.Module):
         faster through a bf16 matmul on weights unpacked for this one call.
         """
         if x.shape[0] >= PREFILL_ROWS and self.out_features % 64 == 0:
-            return torch.nn.functional.linear(x, self.dequantize(COMPUTE), self.bias)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x, self.packed, self.group, self.scales_and_zeros
-        )
-        return y if self.bias is None else y + self.bias
+            y = torch.nn.functional.linear(x, self.dequantize(COMPUTE))
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x, self.packed, self.group, self.scales_and_zeros
+            )
+        return y if self.bias is None else (y.float() + self.bias).to(y.dtype)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The [N, K] weight (needs N % 64 == 0; see `pack_int4` for the layout)."""
@@ -153,7 +184,9 @@ class Int4Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}"
+        )
 
 
 class Int8Linear(nn.Module):
@@ -174,7 +207,7 @@ class Int8Linear(nn.Module):
     def kernel(self, x: torch.Tensor) -> torch.Tensor:
         """[M, K] bfloat16 in, [M, N] bfloat16 out (+ bias)."""
         y = torch.ops.aten._weight_int8pack_mm(x, self.codes, self.scales)
-        return y if self.bias is None else y + self.bias
+        return y if self.bias is None else (y.float() + self.bias).to(y.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -190,13 +223,9 @@ class GroupInt8Embedding(nn.Module):
 
     def __init__(self, weight: torch.Tensor, group: int = GROUP, embed_scale: Any = None) -> None:
         super().__init__()
-        w = weight.detach().float()
-        v, k = w.shape
+        v, k = weight.shape
         self.num_embeddings, self.embedding_dim, self.group = v, k, group
-        g = w.reshape(v, k // group, group)
-        scale = g.abs().amax(dim=-1) / 127
-        inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
-        codes = (g * inv[..., None]).round_().clamp_(-127, 127).to(torch.int8)
+        codes, scale = quantize_int8_groups(weight, group)
         self.register_buffer("codes", codes, persistent=False)
         self.register_buffer("scales", scale, persistent=False)
         self.embed_scale = embed_scale  # Gemma multiplies embeddings by sqrt(hidden)
@@ -280,7 +309,7 @@ class RescoredHead(nn.Module):
         return logits.scatter_(-1, top, exact)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rescore={self.rescore}"
+        return f"in={self.in_features}, out={self.out_features}, rescore={self.rescore}"
 
 
 def _quantizable(module: Any, group: int) -> bool:
@@ -307,7 +336,32 @@ class Quantized:
             model.set_input_embeddings(self.embedding)
         self.replacements = []
         model.chatapp_weights = self.fmt
+        release_unused_memory(model)
         return self.counts
+
+
+def release_unused_memory(model: Any) -> None:
+    """Give the replaced fp32 weights' memory back to the system.
+
+    transformers maps the safetensors file and makes the weights views of it: one
+    mapping that lives while any weight from the file does, so the few left in fp32
+    (norms, biases) would keep all 540 MB of it resident. Copy those out (small, once
+    the big matrices are quantised), then ask
+    glibc to return the freed heap (the quantiser's temporaries) to the system.
+    """
+    import gc
+
+    gc.collect()
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.data = tensor.data.clone()
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def prepare_quantized(model: Any, fmt: str = "int4", *, group: int = GROUP) -> Quantized:

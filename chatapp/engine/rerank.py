@@ -55,8 +55,8 @@ class Encoder:
         self.name = name or path
         self.path = path
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, dtype=torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        self.model = AutoModel.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
         self.model.eval()
         self.dim = int(self.model.config.hidden_size)
         self._torch = torch

@@ -75,6 +75,12 @@ def load_model(spec: ModelSpec, progress: Any) -> LoadedModel:
 
     if not os.path.isdir(spec.path):
         raise FileNotFoundError(f"model folder {spec.path} does not exist")
+    # Decoding one token is a chain of small, memory-bound kernels: one thread per two
+    # cores (llama.cpp's default too) measured faster than one per core on a 2-core
+    # machine (bench/decode.py); CHATAPP_THREADS overrides.
+    torch.set_num_threads(
+        int(os.environ.get("CHATAPP_THREADS") or 0) or max(1, (os.cpu_count() or 1) // 2)
+    )
     progress("loading tokenizer", 0, 3)
     tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=False)
     if spec.chat_template:
@@ -97,6 +103,8 @@ def load_model(spec: ModelSpec, progress: Any) -> LoadedModel:
     weights = os.environ.get("CHATAPP_WEIGHTS", "int4").strip().lower() or "int4"
     if weights != "fp32":
         loaded.decoder.upgrade_in_background(weights)
+        if os.environ.get("CHATAPP_WEIGHTS_WAIT") == "1":  # benchmarks: measure int4 only
+            loaded.decoder.wait_for_upgrade()
     return loaded
 
 
@@ -310,6 +318,9 @@ class Worker:
 
 def run_worker(requests: Any, events: Any) -> None:
     """Entry point of the spawned process."""
+    from chatapp.engine.egress import guard_from_environment
+
+    guard_from_environment()  # CHATAPP_SOCKET_GUARD=1: any network use fails, is recorded
     _offline_environment()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C belongs to the UI
     if os.environ.get("CHATAPP_WORKER_LOG", "1") != "0":

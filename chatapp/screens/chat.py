@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from chatapp import recall_ui
+from chatapp.engine.backoff import RestartPolicy
 from chatapp.engine.client import Engine
 from chatapp.engine.protocol import (
     Done,
@@ -85,8 +86,13 @@ class ChatScreen(ModelControls, SessionScreen):
         self.request: Generate | None = None
         """The generation in flight, if any."""
         self._stop_requested = False
+        self.restart_policy = RestartPolicy()
+        """Restarts of a dead worker back off, and stop after repeated failures."""
         self.slash_commands = SlashCommands()
         self.slash_commands.add("help", "list the slash commands", ChatScreen._slash_help)
+        self.slash_commands.add(
+            "restart", "restart the model worker and reload the model", ChatScreen._slash_restart
+        )
         self.slash_commands.add(
             "new", "start a new chat", lambda screen, _: screen.action_new_chat()
         )
@@ -134,10 +140,13 @@ class ChatScreen(ModelControls, SessionScreen):
     # --- loading the model ---------------------------------------------------------------
 
     @work(exclusive=True, group="load", exit_on_error=False)
-    async def load_model(self, *, restart: bool = False) -> None:
+    async def load_model(self, *, restart: bool = False, delay: float = 0.0) -> None:
         assert self.model is not None
         status = self.status_bar
         self.model_ready = False
+        if restart and delay > 0:  # backing off after a crash (see recover_worker)
+            status.state, status.detail = "loading", f"restarting the worker in {delay:g} s"
+            await asyncio.sleep(delay)
         status.state, status.detail = "loading", ""
         if restart:
             await asyncio.to_thread(self.engine.restart)
@@ -152,7 +161,32 @@ class ChatScreen(ModelControls, SessionScreen):
                 await self._load_failed(f"could not load {self.model.name}: {event.reason}")
             elif isinstance(event, WorkerDied):
                 reason = describe_exit(event.exitcode)
-                await self._load_failed(f"the model worker stopped while loading ({reason})")
+                delay = self.restart_policy.failed()
+                await self._load_failed(
+                    f"the model worker stopped while loading ({reason}); {_next_step(delay)}"
+                )
+                self.call_later(self.recover_worker, delay)
+
+    def recover_worker(self, delay: float | None) -> None:
+        """The worker died: restart it with the same model after `delay` seconds (None:
+        it failed too often in a row; the user restarts it with /restart)."""
+        self.model_ready = False
+        if delay is None:
+            self.status_bar.state, self.status_bar.detail = "error", "worker stopped · /restart"
+        elif self.model is not None:
+            self.load_model(restart=True, delay=delay)
+
+    async def _slash_restart(self, _argument: str) -> None:
+        if self.generating:
+            self.notify("Still replying: wait, or press Esc to stop.", markup=False)
+            return
+        self.restart_policy.healthy()
+        if self.model is None:
+            await asyncio.to_thread(self.engine.restart)
+            self.notify("The model worker was restarted (no model is configured).", markup=False)
+            return
+        self.notify(f"Restarting the model worker and loading {self.model.name}…", markup=False)
+        self.load_model(restart=True)
 
     async def _load_failed(self, text: str) -> None:
         self.status_bar.state, self.status_bar.detail = "error", ""
@@ -200,6 +234,8 @@ class ChatScreen(ModelControls, SessionScreen):
         if not self.model_ready:
             state = self.status_bar.state
             text = "The model failed to load." if state == "error" else "The model is loading…"
+            if self.restart_policy.gave_up:
+                text = "The model worker keeps stopping: type /restart to try again."
             self.notify(text, markup=False)
             return
         text = unescape(event.text)
@@ -228,6 +264,7 @@ class ChatScreen(ModelControls, SessionScreen):
         status.state, status.detail = "generating", ""
         status.begin_stream()
         outcome: str | None = None
+        delay: float | None = None  # before restarting a worker that died
         try:
             async for event in self.engine.stream(request):
                 if isinstance(event, Started):
@@ -239,6 +276,7 @@ class ChatScreen(ModelControls, SessionScreen):
                     await reply.append(event.text)
                     self.reply_grew(event.text)
                 elif isinstance(event, Done):
+                    self.restart_policy.healthy()
                     await reply.finalize(event.text)
                     outcome = self._finish(reply, event)
                     stopped = event.finish_reason == "cancelled" or self._stop_requested
@@ -252,8 +290,10 @@ class ChatScreen(ModelControls, SessionScreen):
                 elif isinstance(event, WorkerDied):
                     await reply.finalize()
                     reason = describe_exit(event.exitcode)
+                    delay = self.restart_policy.failed()
                     reply.set_footer(
-                        f"⚠ the model worker stopped ({reason}); restarting…", variant="error"
+                        f"⚠ the model worker stopped ({reason}); {_next_step(delay)}",
+                        variant="error",
                     )
                     outcome = "died"
                     await self.end_reply(reply, "interrupted")
@@ -265,7 +305,7 @@ class ChatScreen(ModelControls, SessionScreen):
             recall_ui.keep_context(self, reply)  # which messages the context held
         if outcome == "died":
             status.state, status.detail = "error", "worker stopped"
-            self.load_model(restart=True)
+            self.recover_worker(delay)
         elif outcome == "error":
             status.state, status.detail = "ready", ""
         elif outcome is None:  # the stream ended without a terminal event
@@ -336,6 +376,13 @@ class ChatScreen(ModelControls, SessionScreen):
     async def _slash_help(self, _argument: str) -> None:
         lines = [f"{c.signature} — {c.summary}" for c in self.slash_commands]
         await self.chat_view.add_notice("\n".join(lines), variant="muted")
+
+
+def _next_step(delay: float | None) -> str:
+    """What happens after the worker died, for the one line that says so."""
+    if delay is None:
+        return "it keeps stopping, so it was not restarted: type /restart to try again"
+    return "restarting…"
 
 
 def _progress_text(event: Progress) -> str:

@@ -277,6 +277,7 @@ class SessionScreen(Screen):
     async def add_user_turn(self, text: str) -> bool:
         """Commit the user's message (an edit makes a new branch) and show it."""
         editing = self.editing
+        self._store_error_shown = ""  # a refused message is always said (never deduplicated)
         message = self.save(self.conversation.add_user, text, replacing=editing)
         if message is None:
             return False
