@@ -338,7 +338,7 @@ def agreement(model_name: str, tokens: int, with_llama: bool) -> None:
     spec = model_spec(model_name)
     tokenizer = load_tokenizer(spec)
     plain = AutoModelForCausalLM.from_pretrained(spec.path, dtype=torch.float32).eval()
-    variants = {"fp32 (lean decode path)": plain}
+    variants = {"fp32 (our decode loop)": plain}
     for fmt in ("int4", "int8"):
         variants[fmt] = copy.deepcopy(plain)
         quantize_model(variants[fmt], fmt)
@@ -491,6 +491,9 @@ def main() -> None:
     if args.serve:
         return serve(args.serve, args.model, args.tokens, threads)
     if args.agreement:
+        import torch
+
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // 2))
         return agreement(args.model, min(args.tokens, 64), with_llama="llama.cpp" in args.engines)
     if args.first_paint:
         spec = model_spec(args.model)

@@ -22,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-m", "--model", help="model name from `chatapp models list`, or a path")
     parser.add_argument("-s", "--system", help="system prompt for a new conversation")
     parser.add_argument(
-        "-c", "--continue", dest="continue_last", action="store_true", help="continue the last session"
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue the last session",
     )
     parser.add_argument("--session", help="open the session with this id")
     parser.set_defaults(func=run_tui)

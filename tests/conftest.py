@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny import build_tiny_model
-
 # The pulled models live in the user's cache (pulled by `make test` before pytest runs).
 # Remember that place before any test isolates the environment.
 from chatapp import locations
+from chatapp.engine.client import EngineClient
+from tests.tiny import build_tiny_model
 
 REAL_MODELS_DIR = locations.models_dir()
 
@@ -38,6 +38,20 @@ def tiny_model_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(
         tmp_path_factory.mktemp("tiny-model-b"), vocab_size=330, context_window=128, seed=1
     )
+
+
+async def collect(client: EngineClient, request) -> list:
+    """Every event of one request, up to and including its terminal event."""
+    return [event async for event in client.stream(request)]
+
+
+@pytest.fixture
+def client():
+    """A real worker process, shut down after the test."""
+    engine = EngineClient(poll_interval=0.05)
+    engine.start()
+    yield engine
+    engine.close()
 
 
 def real_model_dir(name: str) -> Path | None:

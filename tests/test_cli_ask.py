@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 
-def chatapp(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def chatapp(
+    *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "chatapp", *args],
         input=stdin,
@@ -20,7 +22,9 @@ def chatapp(*args: str, stdin: str | None = None, timeout: float = 120) -> subpr
 
 
 def test_ask_streams_a_reply_to_stdout(tiny_model: Path):
-    result = chatapp("ask", "--model", str(tiny_model), "--max-tokens", "12", "--seed", "3", "--stats", "Hello")
+    result = chatapp(
+        "ask", "--model", str(tiny_model), "--max-tokens", "12", "--seed", "3", "--stats", "Hello"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "tokens/s" in result.stderr

@@ -109,7 +109,9 @@ def test_stop_string_cuts_the_reply_and_never_shows(loaded):
     assert len(full) > 8, full
     stop = full[5:8]
     cut = full.find(stop)
-    deltas, completion = run(decoder, ids, GenerationSettings(**{**GREEDY.__dict__, "stop": (stop,)}))
+    deltas, completion = run(
+        decoder, ids, GenerationSettings(**{**GREEDY.__dict__, "stop": (stop,)})
+    )
     assert completion.text == full[:cut]
     assert "".join(deltas) == full[:cut]
     assert completion.finish_reason == "stop"
@@ -120,7 +122,9 @@ def test_cancel_stops_within_one_token(loaded):
     ids = prompt_for(tokenizer, "Hello")
     checks = iter(range(1000))
     settings = GenerationSettings(**{**GREEDY.__dict__, "max_new_tokens": 200})
-    _, completion = run(Decoder(model, tokenizer), ids, settings, should_stop=lambda: next(checks) >= 5)
+    _, completion = run(
+        Decoder(model, tokenizer), ids, settings, should_stop=lambda: next(checks) >= 5
+    )
     assert completion.finish_reason == "cancelled"
     assert completion.stats.new_tokens == 5
 
@@ -198,7 +202,10 @@ def test_common_prefix_length():
 def conversation(turns: int) -> list[ChatMessage]:
     messages = [ChatMessage("system", "You are terse.")]
     for i in range(turns):
-        messages += [ChatMessage("user", f"question {i} " * 5), ChatMessage("assistant", f"answer {i} " * 5)]
+        messages += [
+            ChatMessage("user", f"question {i} " * 5),
+            ChatMessage("assistant", f"answer {i} " * 5),
+        ]
     return [*messages, ChatMessage("user", "the new question")]
 
 
@@ -360,8 +367,13 @@ def test_lean_path_runs_qwen2_with_its_biases():
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
     )
     model = Qwen2ForCausalLM(config).eval()
     with torch.no_grad():  # random biases, so that dropping them would show

@@ -6,8 +6,8 @@
 - `trust_remote_code` is passed as False to every `from_pretrained` in the package (an
   AST check), and at run time a model folder whose config asks for remote code loads
   without running it.
-- Pulls verify sha256 before use: see tests/test_models.py (test_pull_* checks a
-  tampered wheel is refused and nothing is installed).
+- Pulls verify sha256 before use: see tests/test_models.py
+  (test_checksum_mismatch_leaves_nothing_installed, ..._of_concatenated_parts).
 """
 
 from __future__ import annotations

@@ -19,7 +19,13 @@ def smollm2():
 
 def test_smollm2_knows_the_capital_of_france(smollm2):
     result = chatapp(
-        "ask", "--model", smollm2, "--temperature", "0", "--max-tokens", "30",
+        "ask",
+        "--model",
+        smollm2,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "30",
         "What is the capital of France?",
     )
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatapp.engine.client import EngineClient
 from chatapp.engine.protocol import (
     Attach,
     Attached,
@@ -31,7 +30,7 @@ from chatapp.engine.rerank import BM25Index, VectorIndex, from_blob, hybrid, ter
 from chatapp.store import Store
 from chatapp.store import recall as db
 from chatapp.store.migrations import apply_migrations
-from tests.conftest import real_model_dir
+from tests.conftest import collect, real_model_dir
 
 MINILM = real_model_dir("minilm-l6")
 SMOLLM = real_model_dir("smollm2-135m-instruct")
@@ -201,18 +200,6 @@ def test_context_item_json_round_trip():
 
 
 # --- end to end through the real worker ---------------------------------------------
-
-
-@pytest.fixture
-def client():
-    engine = EngineClient(poll_interval=0.05)
-    engine.start()
-    yield engine
-    engine.close()
-
-
-async def collect(client: EngineClient, request) -> list:
-    return [event async for event in client.stream(request)]
 
 
 def long_conversation(store: Store) -> tuple[int, list[ChatMessage], int]:

@@ -7,7 +7,7 @@ import pytest
 from chatapp.app import ChatApp
 from chatapp.slash import SlashCommands, UnknownCommand, parse, unescape
 from tests.fakes import FakeEngine, Reply
-from tests.test_app import SPEC, SIZE, messages, notes_of, rendered_text, send, settle
+from tests.test_app import SIZE, SPEC, messages, notes_of, rendered_text, send, settle
 
 
 def test_parse_and_unescape():

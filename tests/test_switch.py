@@ -20,21 +20,10 @@ from chatapp.engine.protocol import (
     Started,
     Token,
 )
+from tests.conftest import collect
 from tests.tiny import build_tiny_model
 
 SHORT = GenerationSettings(max_new_tokens=12, seed=0)
-
-
-async def collect(client: EngineClient, request) -> list:
-    return [event async for event in client.stream(request)]
-
-
-@pytest.fixture
-def client():
-    engine = EngineClient(poll_interval=0.05)
-    engine.start()
-    yield engine
-    engine.close()
 
 
 def spec(name: str, path: Path, window: int) -> ModelSpec:

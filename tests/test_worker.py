@@ -7,9 +7,6 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
-
-from chatapp.engine.client import EngineClient
 from chatapp.engine.protocol import (
     ChatMessage,
     Done,
@@ -24,24 +21,15 @@ from chatapp.engine.protocol import (
     Token,
     WorkerDied,
 )
+from tests.conftest import collect
 
 LONG = GenerationSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=2000)
 
 
-async def collect(client: EngineClient, request) -> list:
-    return [event async for event in client.stream(request)]
-
-
-@pytest.fixture
-def client():
-    engine = EngineClient(poll_interval=0.05)
-    engine.start()
-    yield engine
-    engine.close()
-
-
 def spec_for(path: Path, **kw) -> ModelSpec:
-    return ModelSpec(name="tiny", path=str(path), context_window=kw.pop("context_window", 256), **kw)
+    return ModelSpec(
+        name="tiny", path=str(path), context_window=kw.pop("context_window", 256), **kw
+    )
 
 
 async def test_load_stream_and_stats(client, tiny_model):
@@ -50,7 +38,9 @@ async def test_load_stream_and_stats(client, tiny_model):
     assert isinstance(events[-1], ModelReady)
     assert events[-1].context_window == 256
 
-    request = Generate((ChatMessage("user", "Hello"),), GenerationSettings(max_new_tokens=20, seed=1))
+    request = Generate(
+        (ChatMessage("user", "Hello"),), GenerationSettings(max_new_tokens=20, seed=1)
+    )
     events = await collect(client, request)
     started = next(e for e in events if isinstance(e, Started))
     done = events[-1]
@@ -74,7 +64,9 @@ async def test_cancel_ends_the_reply_early(client, tiny_model):
     assert done.finish_reason == "cancelled"
     assert done.stats.new_tokens < LONG.max_new_tokens
     # The worker is still serving after a cancel.
-    events = await collect(client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3)))
+    events = await collect(
+        client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3))
+    )
     assert isinstance(events[-1], Done)
 
 
@@ -87,7 +79,9 @@ async def test_a_failing_load_is_reported_and_the_old_model_stays(client, tiny_m
     failed = events[-1]
     assert isinstance(failed, Failed)
     assert "broken" in failed.reason and "still using tiny" in failed.reason
-    events = await collect(client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3)))
+    events = await collect(
+        client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3))
+    )
     assert isinstance(events[-1], Done)
 
 
@@ -119,7 +113,9 @@ async def test_a_killed_worker_ends_the_stream_and_restart_works(client, tiny_mo
     await asyncio.get_running_loop().run_in_executor(None, client.restart)
     assert client.alive
     assert isinstance((await collect(client, LoadModel(spec_for(tiny_model))))[-1], ModelReady)
-    events = await collect(client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3)))
+    events = await collect(
+        client, Generate((ChatMessage("user", "Hi"),), GenerationSettings(max_new_tokens=3))
+    )
     assert isinstance(events[-1], Done)
 
 

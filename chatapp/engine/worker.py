@@ -65,6 +65,9 @@ class LoadedModel:
         self.spec = spec
         self.tokenizer = tokenizer
         self.decoder = Decoder(model, tokenizer)
+        config = getattr(model.config, "text_config", None) or model.config
+        # A configured window never goes past the positions the model was trained for.
+        self.max_positions: int = getattr(config, "max_position_embeddings", None) or 1 << 30
 
 
 def load_model(spec: ModelSpec, progress: Any) -> LoadedModel:
@@ -261,7 +264,7 @@ class Worker:
             self.events.put(Failed(rid, "no model is loaded"))
             return
         settings = request.settings
-        window = request.context_window or loaded.spec.context_window
+        window = min(request.context_window or loaded.spec.context_window, loaded.max_positions)
         stops = tuple(dict.fromkeys((*settings.stop, *loaded.spec.stop)))
         reserve = min(settings.max_new_tokens, window // 2)
         if request.reply_reserve is not None:
@@ -325,11 +328,12 @@ def run_worker(requests: Any, events: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C belongs to the UI
     if os.environ.get("CHATAPP_WORKER_LOG", "1") != "0":
         _redirect_output()
-    try:
-        import transformers
+    # Import the model stack now, while the UI paints and before the first LoadModel
+    # arrives: it is most of a cached model's start-up time.
+    import torch  # noqa: F401
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except Exception:
-        pass
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     Worker(requests, events).serve()
