@@ -153,7 +153,30 @@ class Worker:
         return peak_rss_mb(self.client.pid)
 
 
-class Generate:
+class InProcess:
+    """An engine timed in this process: subclasses give `_run(ids, new)` ->
+    (seconds to the first token, seconds for the rest)."""
+
+    tokenizer: object
+    tokens: int
+
+    def _run(self, ids, new: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def ttft(self, target: int, nonce: int) -> tuple[float, int]:
+        _, ids = messages_of(self.tokenizer, target, nonce)
+        return self._run(ids, 1)[0], len(ids)
+
+    def decode(self, nonce: int) -> tuple[float, int]:
+        _, ids = messages_of(self.tokenizer, 30, nonce)
+        _, rest = self._run(ids, self.tokens)
+        return (self.tokens - 1) / rest, self.tokens
+
+    def peak_rss(self) -> tuple[float, float]:
+        return peak_rss_mb()
+
+
+class Generate(InProcess):
     """Plain transformers: fp32 weights, `model.generate`, greedy."""
 
     def __init__(self, spec, tokenizer, tokens: int, threads: int | None) -> None:
@@ -193,20 +216,8 @@ class Generate:
             )
         return clock.first - start, time.perf_counter() - clock.first
 
-    def ttft(self, target: int, nonce: int) -> tuple[float, int]:
-        _, ids = messages_of(self.tokenizer, target, nonce)
-        return self._run(ids, 1)[0], len(ids)
 
-    def decode(self, nonce: int) -> tuple[float, int]:
-        _, ids = messages_of(self.tokenizer, 30, nonce)
-        _, rest = self._run(ids, self.tokens)
-        return (self.tokens - 1) / rest, self.tokens
-
-    def peak_rss(self) -> tuple[float, float]:
-        return peak_rss_mb()
-
-
-class LlamaCpp:
+class LlamaCpp(InProcess):
     """llama-cpp-python on the catalogue's GGUF, greedy."""
 
     def __init__(self, spec, tokenizer, tokens: int, threads: int | None) -> None:
@@ -229,18 +240,6 @@ class LlamaCpp:
             if count >= new:  # ignores end of text, like min_new_tokens
                 break
         return first - start, time.perf_counter() - first
-
-    def ttft(self, target: int, nonce: int) -> tuple[float, int]:
-        _, ids = messages_of(self.tokenizer, target, nonce)
-        return self._run(ids, 1)[0], len(ids)
-
-    def decode(self, nonce: int) -> tuple[float, int]:
-        _, ids = messages_of(self.tokenizer, 30, nonce)
-        _, rest = self._run(ids, self.tokens)
-        return (self.tokens - 1) / rest, self.tokens
-
-    def peak_rss(self) -> tuple[float, float]:
-        return peak_rss_mb()
 
 
 ENGINES = {"worker": Worker, "generate": Generate, "llama.cpp": LlamaCpp}
