@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from textual.app import App
@@ -45,6 +46,7 @@ class ChatApp(App):
         session_id: int | None = None,
         store_error: StoreError | None = None,
         config: Settings | None = None,
+        config_problems: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.config = config
@@ -61,6 +63,8 @@ class ChatApp(App):
         """The config's theme; a theme chosen in the app (state.json) wins over it."""
         self.missing_model = missing_model
         """A catalogue model that is not pulled: the chat screen offers to pull it."""
+        self.config_problems = tuple(config_problems)
+        """Problems in the config file or CHATAPP_* variables, shown once at start."""
         self.loaded_themes: ThemeLoadResult | None = None
         self.engine = engine
         self.model = model
@@ -70,6 +74,8 @@ class ChatApp(App):
 
     def on_mount(self) -> None:
         self.loaded_themes = setup_themes(self, configured=self.configured_theme)
+        for problem in self.config_problems:
+            self.notify(problem, title="config", severity="warning", markup=False, timeout=10)
 
     def get_default_screen(self) -> ChatScreen:
         screen = ChatScreen(

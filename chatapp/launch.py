@@ -88,6 +88,7 @@ def launch_tui(args: argparse.Namespace) -> int:
             session_id=sessions.session.id if sessions.session else None,
             store_error=sessions.error,
             config=startup.settings,
+            config_problems=startup.problems,
         )
         app.run()
     finally:

@@ -21,6 +21,7 @@ from chatapp.engine.protocol import (
     ModelSpec,
     Reindex,
     Search,
+    SearchHit,
     SearchResults,
     Started,
     WorkerDied,
@@ -309,39 +310,54 @@ async def slash_recall(screen: Any, argument: str) -> None:
     screen.notify(f"Context: {ranking}; recall from other sessions {state}{saved}", markup=False)
 
 
+async def semantic_search(
+    screen: Any, query: str, *, limit: int = 8
+) -> tuple[SearchHit, ...] | str | None:
+    """Saved messages near QUERY in meaning (the worker ranks with the encoder's vectors).
+
+    The hits, or a one-line reason there are none (no encoder, a failure); None when the
+    engine gave no answer. Shared by `/find` and the sessions panel's meaning search.
+    """
+    encoder, database = encoder_spec(screen), _database(screen)
+    if encoder is None or database is None:
+        return "Semantic search needs the encoder and a saved database."
+    async for event in screen.engine.stream(Search(query, encoder, database, limit=limit)):
+        if isinstance(event, SearchResults):
+            return event.hits
+        if isinstance(event, Failed):
+            return f"Search failed: {event.reason}"
+        if isinstance(event, WorkerDied):
+            return "Search failed: the model worker stopped"
+    return None
+
+
 async def slash_find(screen: Any, argument: str) -> None:
     """/find WORDS: semantic search over every saved message (the encoder's vectors)."""
-    encoder, database = encoder_spec(screen), _database(screen)
     if not argument.strip():
         screen.notify("usage: /find WORDS", severity="warning", markup=False)
         return
-    if encoder is None or database is None:
-        screen.notify("Semantic search needs the encoder and a saved database.", markup=False)
+    screen.run_worker(_find(screen, argument), group="find", exit_on_error=False)
+
+
+async def _find(screen: Any, query: str) -> None:
+    result = await semantic_search(screen, query, limit=8)
+    if isinstance(result, str):
+        screen.notify(result, severity="warning", markup=False)
         return
-    screen.run_worker(
-        _find(screen, Search(argument, encoder, database, limit=8)),
-        group="find",
-        exit_on_error=False,
-    )
-
-
-async def _find(screen: Any, request: Search) -> None:
-    async for event in screen.engine.stream(request):
-        if isinstance(event, SearchResults):
-            conversation = _conversation(screen)
-            lines = []
-            for hit in event.hits:
-                try:
-                    message = conversation.store.get_message(hit.message_id)
-                    session = conversation.store.get_session(hit.session_id)
-                except StoreError:
-                    continue
-                snippet = " ".join(message.content.split())[:80]
-                lines.append(f"{hit.score:.2f} · {session.title or '(untitled)'} · {snippet}")
-            text = "\n".join(lines) if lines else "No matches (vectors are still being computed?)"
-            await screen.chat_view.add_notice(f"Similar messages:\n{text}", variant="muted")
-        elif isinstance(event, Failed):
-            screen.notify(f"Search failed: {event.reason}", severity="error", markup=False)
+    if result is None:
+        return
+    conversation = _conversation(screen)
+    lines = []
+    for hit in result:
+        try:
+            message = conversation.store.get_message(hit.message_id)
+            session = conversation.store.get_session(hit.session_id)
+        except StoreError:
+            continue
+        snippet = " ".join(message.content.split())[:80]
+        lines.append(f"{hit.score:.2f} · {session.title or '(untitled)'} · {snippet}")
+    text = "\n".join(lines) if lines else "No matches (vectors are still being computed?)"
+    await screen.chat_view.add_notice(f"Similar messages:\n{text}", variant="muted")
 
 
 def install(screen: Any) -> None:
@@ -373,5 +389,6 @@ __all__ = [
     "install",
     "keep_context",
     "on_mark",
+    "semantic_search",
     "show_context",
 ]

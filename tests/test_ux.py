@@ -627,3 +627,20 @@ async def test_quitting_mid_pull_stops_the_pull(monkeypatch: pytest.MonkeyPatch)
             await pilot.pause(0.01)
         assert started.is_set()
     assert unwound.wait(2)  # not the ten seconds the pull would take
+
+
+async def test_config_problems_are_shown_in_the_app(tmp_path):
+    """A broken config file is named in the TUI (stderr is hidden behind the screen)."""
+    from chatapp.config import load_settings
+    from tests.fakes import FakeEngine
+
+    config = tmp_path / "config.toml"
+    config.write_text('[generation]\ntemperature = "hot"\n')
+    _, problems = load_settings(config)
+    shown: list[str] = []
+    app = ChatApp(FakeEngine(), None, config_problems=[str(p) for p in problems])
+    original = app.notify
+    app.notify = lambda message, **kw: (shown.append(message), original(message, **kw))  # type: ignore[method-assign]
+    async with app.run_test():
+        pass
+    assert any("config.toml:2" in text and "temperature" in text for text in shown), shown

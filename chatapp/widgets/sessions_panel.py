@@ -3,7 +3,9 @@
 With the search box empty the list holds the sessions, most recently updated first; typing
 searches every message of every session (SQLite FTS5) and lists the matches with the
 matching words highlighted. Enter (or a click) opens the session, at the matching message
-for a search hit. On the list: r renames, d deletes (after asking), n starts a new chat.
+for a search hit. A query starting with `~` (Ctrl+S toggles it) searches by meaning
+instead: the screen asks the engine (the encoder, as `/find` does) and hands the hits back
+to `show_meaning`. On the list: r renames, d deletes (after asking), n starts a new chat.
 Esc closes the panel.
 
 The panel only reads the store; the screen does the opening, renaming and deleting.
@@ -25,11 +27,14 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from chatapp.engine.protocol import SearchHit as MeaningHit
 from chatapp.sanitize import sanitize
 from chatapp.store import SearchHit, Session, Store, StoreError
 
 LIST_LIMIT = 200
 SEARCH_LIMIT = 50
+MEANING_LIMIT = 20
+MEANING_PREFIX = "~"
 
 
 def _when(timestamp: float) -> str:
@@ -126,6 +131,7 @@ class SessionsPanel(Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close sessions", id="sessions.close"),
         Binding("down", "focus_list", "Results", show=False, id="sessions.results"),
+        Binding("ctrl+s", "toggle_meaning", "Words/meaning", id="sessions.meaning"),
     ]
 
     @dataclass
@@ -142,6 +148,12 @@ class SessionsPanel(Vertical):
     class Delete(Message):
         session_id: int
 
+    @dataclass
+    class Meaning(Message):
+        """Search by meaning for `query` (the screen answers with `show_meaning`)."""
+
+        query: str
+
     class New(Message):
         pass
 
@@ -155,7 +167,7 @@ class SessionsPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Sessions", id="sessions-title")
-        yield Input(placeholder="Search all messages…", id="sessions-search")
+        yield Input(placeholder="Search all messages… (~ by meaning)", id="sessions-search")
         yield SessionList(id="sessions-list")
         yield Static("enter open · r rename · d delete · n new · esc close", id="sessions-hint")
 
@@ -191,6 +203,20 @@ class SessionsPanel(Vertical):
     def action_close(self) -> None:
         self.close()
 
+    def action_toggle_meaning(self) -> None:
+        """Switch the query between words (FTS5) and meaning (the encoder)."""
+        search = self.search_input
+        value = search.value
+        search.value = value[1:] if value.startswith(MEANING_PREFIX) else MEANING_PREFIX + value
+        search.cursor_position = len(search.value)
+        search.focus()
+
+    @property
+    def meaning_query(self) -> str | None:
+        """The query to search by meaning, when the box holds `~WORDS`."""
+        value = self.search_input.value.strip()
+        return value[1:].strip() if value.startswith(MEANING_PREFIX) else None
+
     def action_focus_list(self) -> None:
         option_list = self.option_list
         option_list.focus()
@@ -207,6 +233,15 @@ class SessionsPanel(Vertical):
             return
         query = self.search_input.value.strip()
         title = self.query_one("#sessions-title", Static)
+        meaning = self.meaning_query
+        if meaning is not None:
+            title.update(Text("Meaning: searching…" if meaning else "Meaning"))
+            if meaning:
+                self.post_message(self.Meaning(meaning))
+            else:
+                hint = Text("Type what you mean; Ctrl+S for words.", style="dim")
+                option_list.add_option(Option(hint, disabled=True))
+            return
         try:
             if query:
                 hits = self.store.search(query, limit=SEARCH_LIMIT)
@@ -236,6 +271,38 @@ class SessionsPanel(Vertical):
             option_list.highlighted = min(previous, len(options) - 1)
         else:
             option_list.highlighted = 0
+
+    def show_meaning(self, query: str, result: tuple[MeaningHit, ...] | str | None) -> None:
+        """The engine's answer to `Meaning(query)`: hits, or a one-line notice."""
+        if self.store is None or self.meaning_query != query:
+            return  # the query changed meanwhile: its own answer comes
+        option_list = self.option_list
+        option_list.clear_options()
+        title = self.query_one("#sessions-title", Static)
+        if not isinstance(result, tuple):
+            title.update(Text("Meaning"))
+            notice = result or "No answer from the model worker."
+            option_list.add_option(Option(Text(f"⚠ {notice}"), disabled=True))
+            return
+        options = []
+        for hit in result:
+            try:
+                message = self.store.get_message(hit.message_id)
+                session = self.store.get_session(hit.session_id)
+            except StoreError:
+                continue
+            text = Text()
+            text.append(sanitize(session.title or "(untitled)"), style="bold")
+            text.append(f" · {message.role} · {hit.score:.2f}", style="dim")
+            text.append("\n" + sanitize(" ".join(message.content.split())[:200]))
+            options.append(Option(text, id=f"m:{hit.session_id}:{hit.message_id}"))
+        title.update(Text(f"Meaning: {len(options)} match{'es' if len(options) != 1 else ''}"))
+        if not options:
+            empty = Text("No messages match (vectors still being computed?).", style="dim")
+            option_list.add_option(Option(empty, disabled=True))
+            return
+        option_list.add_options(options)
+        option_list.highlighted = 0
 
     @on(Input.Changed, "#sessions-search")
     def _search_changed(self, event: Input.Changed) -> None:
