@@ -9,6 +9,8 @@ speaks the same events as the worker, from scripted replies, in the event loop.
   `resume()` or a cancel (tests use it to act mid-stream without timing).
 - `cancel(request_id)` is honoured before the next token: the stream ends with
   `Done(finish_reason="cancelled")` holding the text so far.
+- `Search` answers with the `SearchResults` or `Failed` scripted for its query in
+  `search_results` (its request id filled in); any other query gets no answer.
 - After a `WorkerDied` the engine is dead: every stream answers `WorkerDied` at once until
   `restart()`, which also forgets the loaded model, as the real client does.
 """
@@ -19,8 +21,8 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from chatapp.engine.client import StreamRequest
@@ -34,6 +36,8 @@ from chatapp.engine.protocol import (
     ModelReady,
     ModelSpec,
     Progress,
+    Search,
+    SearchResults,
     Started,
     Token,
     WorkerDied,
@@ -76,6 +80,7 @@ class FakeEngine:
         load_error: str | None = None,
         hold_load: bool = False,
         context_window: int | None = None,
+        search_results: Mapping[str, SearchResults | Failed] | None = None,
     ) -> None:
         self.replies: deque[Reply] = deque(_reply(r) for r in replies)
         self.default = _reply(default)
@@ -84,6 +89,7 @@ class FakeEngine:
         self.load_delay = load_delay
         self.load_error = load_error
         self.context_window = context_window
+        self.search_results = dict(search_results or {})
         self.requests: list[StreamRequest] = []
         self.cancelled: set[int] = set()
         self.loaded: ModelSpec | None = None
@@ -145,8 +151,12 @@ class FakeEngine:
         if isinstance(request, LoadModel):
             async for event in self._load(request):
                 yield event
+        elif isinstance(request, Search):
+            answer = self.search_results.get(request.query)
+            if answer is not None:
+                yield replace(answer, request_id=request.request_id)
         elif not isinstance(request, Generate):
-            return  # context recall's requests (Attach, Search, Reindex): no answer
+            return  # context recall's other requests (Attach, Reindex): no answer
         else:
             async for event in self._generate(request):
                 yield event

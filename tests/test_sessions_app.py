@@ -12,6 +12,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Input
 
 from chatapp.app import ChatApp
+from chatapp.engine.protocol import Failed, Search, SearchHit, SearchResults
 from chatapp.resume import open_store
 from chatapp.screens.confirm import ConfirmScreen, DatabaseErrorScreen, TextInputScreen
 from chatapp.store import Store, StoreError
@@ -333,6 +334,39 @@ async def test_search_shows_the_matching_text_and_opens_at_the_hit(db: Store) ->
         await pilot.pause()
         assert panel.is_open and panel.search_input.value == "sunny"
         assert panel.option_list.option_count == 1
+
+
+async def test_search_by_meaning_opens_at_the_hit(db: Store) -> None:
+    make_session(db, ("weather today", "sunny"))
+    target = make_session(db, ("tell me about volcanoes", "Volcanoes erupt when magma rises."))
+    answer = db.branch(target)[-1]
+    engine = FakeEngine(
+        search_results={
+            "lava": Failed(0, "no vectors yet"),
+            "lava flow": SearchResults(0, (SearchHit(answer.id, target, 0.83),)),
+        }
+    )
+    app = ChatApp(engine, SPEC, store=db)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(app, pilot)
+        panel = await open_panel(app, pilot)
+        await pilot.press("ctrl+s")  # words -> meaning: the box holds "~"
+        await pilot.press(*"lava")  # no such word: only the encoder can find it
+        await settle(app, pilot)
+        assert "no vectors yet" in panel_text(panel)  # Failed: a one-line notice
+        await pilot.press(*" flow")
+        await settle(app, pilot)
+        (search,) = [r for r in engine.requests if isinstance(r, Search)][-1:]
+        assert search.query == "lava flow" and search.database == str(db.path)
+        assert panel.option_list.option_count == 1
+        assert "Volcanoes erupt when magma rises." in panel_text(panel)
+        assert "0.83" in panel_text(panel)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.chat.session_id == target and not panel.is_open
+        focused = app.focused
+        assert isinstance(focused, MessageWidget)
+        assert focused.text == "Volcanoes erupt when magma rises."
 
 
 # --- branches: edit, regenerate, switch ------------------------------------------------

@@ -24,13 +24,14 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
 
+from chatapp import recall_ui
 from chatapp.conversation import Conversation, stats_of
 from chatapp.engine.protocol import ChatMessage, GenerationStats, ModelSpec
 from chatapp.screens.confirm import ConfirmScreen, DatabaseErrorScreen, TextInputScreen
 from chatapp.store import Message, Status, Store, StoreError, fresh_database_path
 from chatapp.widgets.branch_switch import BranchSwitch
 from chatapp.widgets.message import MessageWidget, format_stats
-from chatapp.widgets.sessions_panel import SessionsPanel
+from chatapp.widgets.sessions_panel import MEANING_LIMIT, SessionsPanel
 
 if TYPE_CHECKING:
     from chatapp.engine.protocol import Generate
@@ -407,6 +408,23 @@ class SessionScreen(Screen):
             self.prompt_input.focus()
         else:
             await self.open_session(event.session_id, event.message_id)
+
+    def on_sessions_panel_meaning(self, event: SessionsPanel.Meaning) -> None:
+        event.stop()
+        # Exclusive: a newer keystroke's search replaces the one still running.
+        self.run_worker(
+            self._panel_meaning(event.query),
+            group="panel-meaning",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _panel_meaning(self, query: str) -> None:
+        # The same request `/find` sends (semantic search, ranked in the worker).
+        result = await recall_ui.semantic_search(self, query, limit=MEANING_LIMIT)
+        panel = self._panel()
+        if panel is not None and panel.is_open:
+            panel.show_meaning(query, result)
 
     def on_sessions_panel_closed(self, event: SessionsPanel.Closed) -> None:
         event.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -125,6 +126,21 @@ def open_connection(path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> s
     return conn
 
 
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch to WAL. Two processes creating one database at the same moment can get
+    "database is locked" here at once, without SQLite's busy handler: retry until the
+    busy timeout, as the handler would."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
@@ -148,7 +164,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
                     "start with a fresh database",
                     path,
                 )
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         if version < LATEST_VERSION:
