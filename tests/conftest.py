@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,24 @@ def client():
     engine.start()
     yield engine
     engine.close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def chatapp(
+    *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run the real `chatapp` command (in this test's isolated environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "chatapp", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+        cwd=ROOT,
+    )
 
 
 def real_model_dir(name: str) -> Path | None:

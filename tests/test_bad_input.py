@@ -11,10 +11,10 @@ the tests run as root; a read-only database is covered in test_store/test_sessio
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,21 +28,14 @@ from chatapp.engine.protocol import ModelSpec
 from chatapp.store import Store
 from chatapp.store.transfer import export_json
 from chatapp.widgets import prompt as prompt_module
+from tests.conftest import chatapp as run_chatapp
 from tests.fakes import FakeEngine, Reply
 from tests.test_app import SIZE, SPEC, messages, notes_of, prompt, send, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def chatapp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "chatapp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-        cwd=ROOT,
-    )
+chatapp = functools.partial(run_chatapp, timeout=60)
 
 
 # --- config and theme files, at start-up ----------------------------------------------------

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import real_model_dir
-from tests.test_cli_ask import chatapp
+from tests.conftest import chatapp, real_model_dir
 
 pytestmark = pytest.mark.real_model
 

@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 
 from chatapp.app import ChatApp
 from chatapp.attachments import AttachError, read_attachment
@@ -15,6 +14,7 @@ from chatapp.store import Store
 from chatapp.store import recall as db
 from chatapp.widgets.recall import RecallRow, RecallSummary
 from tests.fakes import FakeEngine
+from tests.test_app import send, settle
 
 SPEC = ModelSpec("smollm2", "/nowhere/smollm2", context_window=2048)
 SIZE = (100, 30)
@@ -37,17 +37,6 @@ class RecallingEngine(FakeEngine):
                         ),
                     )
             yield event
-
-
-async def settle(app: ChatApp, pilot: Pilot) -> None:
-    for _ in range(3):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-async def send(pilot: Pilot, text: str) -> None:
-    await pilot.press(*text)
-    await pilot.press("enter")
 
 
 def test_attachment_errors(tmp_path: Path):

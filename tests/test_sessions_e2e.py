@@ -27,20 +27,10 @@ import pytest
 
 from chatapp import locations
 from chatapp.store import Store
+from tests.conftest import chatapp
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = ("CHATAPP_CONFIG_DIR", "CHATAPP_DATA_DIR", "CHATAPP_MODELS_DIR", "HF_HUB_OFFLINE")
-
-
-def chatapp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "chatapp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-        cwd=ROOT,
-    )
 
 
 def rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
