@@ -133,14 +133,24 @@ def endless_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Tmux:
-    """A private tmux server running one command in a window of a fixed size."""
+    """A private tmux server running commands in windows of a fixed size.
+
+    A window stays when its command ends (killed, or crashed: its last screen is kept for
+    the failure message), and so the server does too: a session started just after the
+    last one closed could otherwise reach a server that is shutting down, and never run.
+    """
 
     def __init__(self, socket: Path) -> None:
         self.socket = socket
+        self.config = socket.with_suffix(".conf")
+        self.config.write_text("set -g remain-on-exit on\nset -g exit-empty off\n")
 
     def _run(self, *args: str) -> str:
         result = subprocess.run(
-            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, timeout=10
+            ["tmux", "-S", str(self.socket), "-f", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return result.stdout
 

@@ -30,6 +30,7 @@ from chatapp.store import (
     fresh_database_path,
     make_title,
 )
+from chatapp.store.db import open_connection
 from chatapp.store.migrations import apply_migrations
 from chatapp.store.transfer import (
     MAX_IMPORT_BYTES,
@@ -590,6 +591,30 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
             assert branch[-1].content == f"{tag} finished"
         assert len(store.search("says")) == 20
         assert counts(path) == (2, 302)
+
+
+def test_many_connections_create_one_database_at_the_same_instant(tmp_path: Path) -> None:
+    # Whoever loses the race to create the schema must see it whole, never half-made
+    # ("tables but no version", which would read as somebody else's database).
+    failures: list[BaseException] = []
+
+    def open_when_ready(path: Path, ready: threading.Barrier) -> None:
+        ready.wait()
+        try:
+            open_connection(path).close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    for round_ in range(30):
+        path = tmp_path / str(round_) / "chat.db"
+        ready = threading.Barrier(6)
+        threads = [threading.Thread(target=open_when_ready, args=(path, ready)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        assert counts(path) == (0, 0)
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -539,6 +539,8 @@ async def test_a_failed_pull_says_why_and_can_be_tried_again(
         assert not button.disabled and str(button.label) == "Try again"
         assert app.chat.status_bar.state == "no model"
         assert app.chat.status_bar.detail == "pull failed"
+        while button.has_class("-active"):  # a Button ignores clicks during its press effect
+            await pilot.pause(0.05)
         await pilot.click("#pull-button")
         await settle(app, pilot)
         assert calls == [MISSING, MISSING]

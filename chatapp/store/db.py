@@ -144,8 +144,17 @@ def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
 def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
-        # Read-only checks first: nothing below may change a file we cannot use.
-        version = user_version(conn)
+        # Read-only checks first: nothing below may change a file we cannot use. Both
+        # reads share one snapshot, or another process creating the schema between them
+        # would look like a foreign database (tables, but no version yet).
+        conn.execute("BEGIN")
+        try:
+            version = user_version(conn)
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+            ).fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
         if version > LATEST_VERSION:
             raise StoreError(
                 f"{path} was written by a newer chatapp (schema version {version}; this one "
@@ -153,17 +162,13 @@ def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
                 "database",
                 path,
             )
-        if version == 0:
-            tables = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-            ).fetchone()[0]
-            if tables:
-                raise StoreError(
-                    f"{path} is an SQLite database but not a chatapp one (it has tables and "
-                    "no chatapp schema version); it was left untouched: move it aside, or "
-                    "start with a fresh database",
-                    path,
-                )
+        if version == 0 and tables:
+            raise StoreError(
+                f"{path} is an SQLite database but not a chatapp one (it has tables and "
+                "no chatapp schema version); it was left untouched: move it aside, or "
+                "start with a fresh database",
+                path,
+            )
         _enable_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
