@@ -74,6 +74,33 @@ def chatapp(
     )
 
 
+REPLY_WRITER = """
+import sys
+from chatapp.store import Store
+with Store(sys.argv[1]) as store:
+    session = store.create_session("tiny")
+    question = store.add_message(session.id, "user", "tell me a story", None).id
+    reply = store.begin_reply(session.id, question, "tiny")
+    store.update_reply(reply, "Once upon a")
+    print(reply, flush=True)
+    if sys.stdin.readline().strip() == "finish":
+        store.finish_reply(reply, "Once upon a time.")
+"""
+
+
+def start_reply_writer(path: Path) -> tuple[subprocess.Popen[str], int]:
+    """A real process that starts a streaming reply and waits for a line on stdin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REPLY_WRITER, str(path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
 def real_model_dir(name: str) -> Path | None:
     """The converted folder of a pulled catalogue model, or None when it is not pulled."""
     path = REAL_MODELS_DIR / name / "hf"

@@ -614,6 +614,27 @@ def test_cli_list(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "gemma3-270m" in capsys.readouterr().out
 
 
+def test_cli_list_shows_the_configs_models_and_its_problems(
+    models_dir: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = locations.config_file()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'[[models]]\nname = "my-tiny"\npath = "{tiny_model}"\ncontext_window = 777\n\n'
+        f'[[models]]\nname = "gone"\npath = "{tmp_path / "nowhere"}"\n\n'
+        "[ui]\nshiny = true\n"
+    )
+    assert run_cli("models", "list") == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    mine = next(line for line in lines if "my-tiny" in line)
+    assert "chat" in mine and "✓" in mine and "777" in mine
+    gone = next(line for line in lines if "gone" in line)
+    assert "—" in gone
+    assert any("smollm2-135m-instruct" in line for line in lines)  # the catalogue still
+    assert "config.toml:11: ui.shiny: unknown key" in captured.err
+
+
 def test_cli_pull_errors(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("models", "pull", "nope") == 1
     err = capsys.readouterr().err

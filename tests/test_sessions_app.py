@@ -21,6 +21,7 @@ from chatapp.store.transfer import export_json, import_text
 from chatapp.widgets import MessageWidget
 from chatapp.widgets.branch_switch import BranchSwitch
 from chatapp.widgets.sessions_panel import SessionsPanel
+from tests.conftest import start_reply_writer
 from tests.fakes import FakeEngine, Reply
 from tests.test_app import SIZE, SPEC, messages, notes_of, rendered_text, send, settle, turns
 
@@ -208,13 +209,12 @@ async def test_stopped_failed_and_died_replies_are_stored_with_their_status(db: 
 
 async def test_reopened_interrupted_reply_is_marked(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
-    with Store(path) as store:
-        session = store.create_session("smollm2")
-        user = store.add_message(session.id, "user", "tell me a story", None)
-        reply = store.begin_reply(session.id, user.id, "smollm2")
-        store.update_reply(reply, "Once upon a")
+    writer, reply = start_reply_writer(path)  # a real process, killed mid-reply
+    writer.kill()
+    writer.wait()
     with Store(path) as store:  # reopening marks the crashed reply
-        app = ChatApp(FakeEngine(), SPEC, store=store, session_id=session.id)
+        session_id = store.get_message(reply).session_id
+        app = ChatApp(FakeEngine(), SPEC, store=store, session_id=session_id)
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot)
             last = messages(app)[-1]

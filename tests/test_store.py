@@ -41,6 +41,7 @@ from chatapp.store.transfer import (
     import_text,
     session_document,
 )
+from tests.conftest import start_reply_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -244,22 +245,47 @@ def test_reply_lifecycle(store: Store) -> None:
         store.finish_reply(reply, "late", "stopped")
 
 
-def test_recover_interrupted(tmp_path: Path) -> None:
+def test_a_reply_whose_writer_died_is_marked_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
-    with Store(path) as store:
-        sid, (question,) = conversation(store, "tell me a story")
-        reply = store.begin_reply(sid, question, "tiny")
-        store.update_reply(reply, "Once upon a")
-        # The process dies here: no finish_reply.
+    writer, reply = start_reply_writer(path)
+    writer.kill()  # SIGKILL: no finish_reply
+    writer.wait()
     with Store(path, recover=False) as store:
         assert store.get_message(reply).status == "streaming"
     with Store(path) as store:
         message = store.get_message(reply)
         assert message.status == "interrupted" and message.content == "Once upon a"
         assert store.recover_interrupted() == 0
-        other = store.begin_reply(sid, question, "tiny")
-        assert store.recover_interrupted() == 1
-        assert store.get_message(other).status == "interrupted"
+
+
+def test_a_reply_another_live_process_is_writing_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "two.db"
+    writer, reply = start_reply_writer(path)
+    try:
+        with Store(path) as store:  # a second chatapp opens the database meanwhile
+            assert store.get_message(reply).status == "streaming"
+            assert store.recover_interrupted() == 0
+            ours = store.begin_reply(store.get_message(reply).session_id, None, "tiny")
+            assert store.recover_interrupted() == 0  # our own live reply too
+        writer.communicate("finish\n", timeout=60)
+        assert writer.returncode == 0
+    finally:
+        writer.kill()
+    with Store(path) as store:
+        finished = store.get_message(reply)
+        assert (finished.status, finished.content) == ("complete", "Once upon a time.")
+        # This process is still alive, so its reply stays streaming until it finishes.
+        assert store.get_message(ours).status == "streaming"
+
+
+def test_a_writer_is_told_from_a_later_process_with_the_same_pid(tmp_path: Path) -> None:
+    from chatapp.store.writers import is_running, this_writer
+
+    pid, start = this_writer().split(":")
+    assert is_running(this_writer())
+    assert not is_running(f"{pid}:{float(start) - 1000:.2f}")  # same pid, earlier process
+    assert not is_running(None) and not is_running("garbage") and not is_running("1:x")
+    assert not is_running(f"{2**22 + 12345}:{start}")  # no such pid
 
 
 def test_store_used_from_another_thread(store: Store) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, Task, TaskID
+
+    from chatapp.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -44,22 +47,58 @@ def fail(message: str) -> int:
 # --- list ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Row:
+    name: str
+    kind: str
+    installed: bool
+    size: int | None
+    context_window: int
+    description: str
+
+
+def _rows(settings: Settings) -> list[_Row]:
+    """The registry's chat models (config `[[models]]` first), then the encoders."""
+    from chatapp.engine.models import list_models
+    from chatapp.registry import list_entries
+
+    rows = [
+        _Row(
+            f"{e.name} *" if e.default else e.name,
+            "chat",
+            e.installed,
+            e.size,
+            e.context_window,
+            e.description,
+        )
+        for e in list_entries(settings)
+    ]
+    rows += [
+        _Row(m.name, m.kind, m.installed, m.size, m.context_window, m.description)
+        for m in list_models()
+        if m.kind != "chat"
+    ]
+    return rows
+
+
 def run_list(args: argparse.Namespace) -> int:
-    from rich import filesize
+    from rich import box, filesize
     from rich.console import Console
     from rich.table import Table
-
-    from chatapp import locations
-    from chatapp.engine.models import ModelError, list_models
-
-    try:
-        infos = list_models()
-    except ModelError as error:
-        return fail(str(error))
-    from rich import box
     from rich.text import Text
 
+    from chatapp import locations
+    from chatapp.config import load_settings
+    from chatapp.engine.models import ModelError
     from chatapp.sanitize import sanitize  # names come from folder names: untrusted
+
+    settings, problems = load_settings()
+    for problem in problems:
+        print(f"chatapp: {problem}", file=sys.stderr)
+    try:
+        rows = _rows(settings)
+    except ModelError as error:
+        return fail(str(error))
 
     console = Console()
     wide = console.width >= 100
@@ -77,14 +116,14 @@ def run_list(args: argparse.Namespace) -> int:
         table.add_column(
             "Description", no_wrap=True, overflow="ellipsis", max_width=console.width - 75
         )
-    for info in infos:
-        name = Text(sanitize(f"{info.name} *" if info.default else info.name))
-        pulled = Text("✓", style="green") if info.installed else Text("—", style="dim")
-        size = Text(filesize.decimal(info.size) if info.size is not None else "?")
-        if not info.installed:
+    for row in rows:
+        pulled = Text("✓", style="green") if row.installed else Text("—", style="dim")
+        size = Text(filesize.decimal(row.size) if row.size is not None else "?")
+        if not row.installed:
             size.stylize("dim")
-        cells = [name, Text(info.kind), pulled, size, Text(str(info.context_window))]
-        table.add_row(*cells, *([Text(sanitize(info.description))] if wide else []))
+        cells = [Text(sanitize(row.name)), Text(row.kind), pulled, size]
+        cells.append(Text(str(row.context_window)))
+        table.add_row(*cells, *([Text(sanitize(row.description))] if wide else []))
     console.print(table)
     return 0
 

@@ -135,7 +135,11 @@ _V3: tuple[str, ...] = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Version 4: the process writing a streaming reply ("pid:start time"), so that opening
+# the database marks 'interrupted' only the replies whose writer is gone.
+_V4: tuple[str, ...] = ("ALTER TABLE messages ADD COLUMN writer TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -32,6 +32,7 @@ from chatapp.store.db import (
     describe_error,
     open_connection,
 )
+from chatapp.store.writers import is_running, this_writer
 
 Role = Literal["system", "user", "assistant"]
 Status = Literal["complete", "streaming", "stopped", "interrupted", "error"]
@@ -434,6 +435,7 @@ class Store:
         parent_id: int | None,
         model: str | None,
         status: str,
+        writer: str | None = None,
     ) -> int:
         if role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, not {role!r}")
@@ -457,8 +459,8 @@ class Store:
                     )
             cur = conn.execute(
                 "INSERT INTO messages (session_id, parent_id, role, content, model, status, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, parent_id, role, content, model, status, now),
+                "created_at, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, parent_id, role, content, model, status, now, writer),
             )
             message_id = cast(int, cur.lastrowid)
             title, locked = session
@@ -487,8 +489,11 @@ class Store:
         return self.get_message(message_id)
 
     def begin_reply(self, session_id: int, parent_id: int | None, model: str | None) -> int:
-        """Start an assistant reply (status 'streaming', empty); return its id."""
-        return self._insert_message(session_id, "assistant", "", parent_id, model, "streaming")
+        """Start an assistant reply (status 'streaming', empty, written by this process);
+        return its id."""
+        return self._insert_message(
+            session_id, "assistant", "", parent_id, model, "streaming", this_writer()
+        )
 
     def update_reply(self, message_id: int, content: str) -> bool:
         """Save the text streamed so far. False when the message is gone (deleted)."""
@@ -544,12 +549,16 @@ class Store:
         return self.get_message(message_id)
 
     def recover_interrupted(self) -> int:
-        """Mark every 'streaming' message 'interrupted' (a crash mid-reply); return how many."""
-        if self._one("SELECT 1 FROM messages WHERE status = 'streaming' LIMIT 1") is None:
+        """Mark 'interrupted' every 'streaming' message whose writing process is gone (a
+        crash mid-reply); return how many. Another live chatapp's reply is left alone."""
+        streaming = self._all("SELECT id, writer FROM messages WHERE status = 'streaming'")
+        dead = [(message_id,) for message_id, writer in streaming if not is_running(writer)]
+        if not dead:
             return 0  # the common case takes no write lock
         with self.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'"
+            cur = conn.executemany(
+                "UPDATE messages SET status = 'interrupted' WHERE id = ? AND status = 'streaming'",
+                dead,
             )
             return cur.rowcount
 
