@@ -21,7 +21,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -96,6 +96,7 @@ class FakeEngine:
         self.alive = True
         self.restarts = 0
         self.closed = False
+        self.exit_watchers: list[Callable[[int | None], None]] = []
         self._hold_load = hold_load
         self._load_gate: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -138,6 +139,9 @@ class FakeEngine:
         self.alive = True
         self.loaded = None
         self.restarts += 1
+
+    def watch_exits(self, watcher: Callable[[int | None], None]) -> None:
+        self.exit_watchers.append(watcher)
 
     def close(self) -> None:
         self.closed = True

@@ -119,6 +119,41 @@ async def test_a_killed_worker_ends_the_stream_and_restart_works(client, tiny_mo
     assert isinstance(events[-1], Done)
 
 
+async def until(condition, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_exit_watchers_hear_of_a_death_nobody_waits_on(client, tiny_model):
+    heard: list[int | None] = []
+    client.watch_exits(heard.append)
+    await collect(client, LoadModel(spec_for(tiny_model)))
+
+    # Idle: only the watchers can tell.
+    os.kill(client.pid, signal.SIGKILL)
+    await until(lambda: heard == [-signal.SIGKILL])
+
+    # Restarted on purpose: not a death to report.
+    await asyncio.to_thread(client.restart)
+    await collect(client, LoadModel(spec_for(tiny_model, context_window=4096)))
+    old = client._process
+    await asyncio.to_thread(client.restart)
+    await until(lambda: old is not None and not old.is_alive())
+
+    # Mid-reply: the reply hears it (and its caller restarts), the watchers do not.
+    await collect(client, LoadModel(spec_for(tiny_model, context_window=4096)))
+    events = []
+    async for event in client.stream(Generate((ChatMessage("user", "Hello"),), LONG)):
+        events.append(event)
+        if isinstance(event, Token) and len(events) == 3:
+            os.kill(client.pid, signal.SIGKILL)
+    assert isinstance(events[-1], WorkerDied)
+    await asyncio.sleep(0.3)  # several pump polls: time enough to be heard, if it were
+    assert heard == [-signal.SIGKILL]
+
+
 async def test_a_prompt_over_the_window_is_refused_with_a_reason(client, tiny_model):
     await collect(client, LoadModel(spec_for(tiny_model, context_window=64)))
     events = await collect(client, Generate((ChatMessage("user", "word " * 400),)))

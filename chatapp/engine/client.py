@@ -18,7 +18,7 @@ import contextlib
 import multiprocessing as mp
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from multiprocessing import resource_tracker
 from typing import Protocol, get_args
 
@@ -37,6 +37,8 @@ from chatapp.engine.protocol import (
 
 StreamRequest = LoadModel | Generate | Attach | Search | Reindex
 EVENT_TYPES = get_args(Event)
+ExitWatcher = Callable[[int | None], None]
+"""Told the exit code of a worker that died with no reply or load waiting on it."""
 
 
 class Engine(Protocol):
@@ -50,6 +52,8 @@ class Engine(Protocol):
 
     def close(self) -> None: ...
 
+    def watch_exits(self, watcher: ExitWatcher) -> None: ...
+
 
 class EngineClient:
     def __init__(self, *, poll_interval: float = 0.2) -> None:
@@ -58,9 +62,12 @@ class EngineClient:
         self._process: mp.process.BaseProcess | None = None
         self._requests: mp.Queue | None = None
         self._events: mp.Queue | None = None
-        # request id -> (loop, inbox, the worker generation that the request went to)
-        self._streams: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue, int]] = {}
+        # request id -> (loop, inbox, the worker generation that the request went to,
+        # whether its caller restarts the worker when it dies: a reply or a load)
+        self._streams: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue, int, bool]] = {}
         self._generation = 0
+        self._retired = 0  # workers up to this generation were stopped on purpose
+        self._exit_watchers: list[ExitWatcher] = []
         self._lock = threading.Lock()
         self._pump: threading.Thread | None = None
         self._closing = False
@@ -107,10 +114,17 @@ class EngineClient:
         self._closing = True
         self._stop_process(graceful=True, timeout=timeout)
 
+    def watch_exits(self, watcher: ExitWatcher) -> None:
+        """Call `watcher` (on the pump thread) when the worker dies on its own while no
+        reply or model load is waiting on it: idle, or answering a search or attach.
+        A reply or a load in flight gets `WorkerDied` instead, and its caller restarts."""
+        self._exit_watchers.append(watcher)
+
     def _stop_process(self, *, graceful: bool, timeout: float = 3.0) -> None:
         process, requests = self._process, self._requests
         if process is None:
             return
+        self._retired = self._generation
         if graceful and process.is_alive() and requests is not None:
             with contextlib.suppress(Exception):
                 requests.put(Shutdown())
@@ -130,8 +144,9 @@ class EngineClient:
         """Send `request` and yield its events until the terminal one."""
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Event] = asyncio.Queue()
+        restarts = isinstance(request, Generate | LoadModel)
         with self._lock:
-            self._streams[request.request_id] = (loop, inbox, self._generation)
+            self._streams[request.request_id] = (loop, inbox, self._generation, restarts)
         try:
             if not self.alive or self._requests is None:
                 yield WorkerDied(request.request_id, self._exitcode())
@@ -159,7 +174,7 @@ class EngineClient:
         with self._lock:
             target = self._streams.get(request_id)
         if target is not None:
-            loop, inbox, _ = target
+            loop, inbox, _, _ = target
             with contextlib.suppress(RuntimeError):  # the loop closed under us
                 loop.call_soon_threadsafe(inbox.put_nowait, event)
 
@@ -181,6 +196,13 @@ class EngineClient:
                 self._deliver(event.request_id, event)
         # The process is gone: every stream still waiting on it ends with WorkerDied.
         with self._lock:
-            pending = [rid for rid, (_, _, gen) in self._streams.items() if gen == generation]
+            pending = {
+                rid: restarts
+                for rid, (_, _, gen, restarts) in self._streams.items()
+                if gen == generation
+            }
         for request_id in pending:
             self._deliver(request_id, WorkerDied(request_id, process.exitcode))
+        if generation > self._retired and not self._closing and not any(pending.values()):
+            for watcher in self._exit_watchers:
+                watcher(process.exitcode)

@@ -14,11 +14,13 @@ keep alternating.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from chatapp import recall_ui
@@ -63,6 +65,13 @@ class ChatScreen(ModelControls, SessionScreen):
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
         Binding("f2,ctrl+t", "pick_model", "Switch model", id="chat.model"),
     ]
+
+    @dataclass
+    class WorkerExited(Message):
+        """The worker died on its own while nothing was waiting on it (see
+        `Engine.watch_exits`); posted from the engine's pump thread."""
+
+        exitcode: int | None
 
     def __init__(
         self,
@@ -122,6 +131,7 @@ class ChatScreen(ModelControls, SessionScreen):
         return self.request is not None
 
     async def on_mount(self) -> None:
+        self.engine.watch_exits(lambda exitcode: self.post_message(self.WorkerExited(exitcode)))
         prompt = self.prompt_input
         prompt.border_subtitle = "enter send · ctrl+j newline · esc stop · ctrl+n new · f1 keys"
         prompt.focus()
@@ -175,6 +185,21 @@ class ChatScreen(ModelControls, SessionScreen):
             self.status_bar.state, self.status_bar.detail = "error", "worker stopped · /restart"
         elif self.model is not None:
             self.load_model(restart=True, delay=delay)
+
+    async def on_chat_screen_worker_exited(self, event: WorkerExited) -> None:
+        """The worker died while idle (killed, out of memory): say so and restart it now,
+        not at the next message. A reply, load or switch in flight restarts it itself."""
+        loading = any(
+            w.node is self and w.group == "load" and not w.is_finished for w in self.workers
+        )
+        if self.model is None or self.generating or self.switching is not None or loading:
+            return
+        delay = self.restart_policy.failed()
+        reason = describe_exit(event.exitcode)
+        text = f"⚠ the model worker stopped while idle ({reason}); {_next_step(delay)}"
+        await self.chat_view.add_notice(text, variant="error")
+        self.status_bar.state, self.status_bar.detail = "error", "worker stopped"
+        self.recover_worker(delay)
 
     async def _slash_restart(self, _argument: str) -> None:
         if self.generating:
