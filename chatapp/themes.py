@@ -107,12 +107,36 @@ def shipped_themes_dir() -> Path:
     """The themes that come with chatapp.
 
     From a checkout (the editable install the README describes) they are the top-level
-    `themes/` folder next to the package; a `chatapp/themes/` folder inside the package,
-    where an installed wheel would carry them as package data, is preferred when present.
+    `themes/` folder next to the package; an installed wheel carries them as data files
+    to `<prefix>/share/chatapp/themes` (see pyproject.toml), found through its record.
     """
-    package = Path(chatapp.__file__).resolve().parent
-    inside = package / "themes"
-    return inside if inside.is_dir() else package.parent / "themes"
+    checkout = Path(chatapp.__file__).resolve().parent.parent / "themes"
+    if checkout.is_dir():
+        return checkout
+    return _installed_themes_dir() or checkout
+
+
+def _installed_themes_dir() -> Path | None:
+    import site
+    import sys
+    from importlib import metadata
+
+    candidates: list[Path] = []
+    try:
+        files = metadata.distribution("chatapp").files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for file in files:  # the wheel's record says where its data files went
+        if file.parts[-3:-1] == ("chatapp", "themes") and file.suffix == ".toml":
+            candidates.append(Path(str(file.locate())).resolve().parent)
+            break
+    for prefix in (sys.prefix, site.getuserbase()):
+        candidates.append(Path(prefix, "share", "chatapp", "themes"))
+    return next((path for path in candidates if path.is_dir()), None)
+    for file in files:
+        if file.parts[-3:-1] == ("chatapp", "themes") and file.suffix == ".toml":
+            return Path(str(file.locate())).resolve().parent
+    return None
 
 
 def default_theme_dirs() -> list[Path]:

@@ -217,3 +217,51 @@ def test_missing_folders_are_fine(tmp_path: Path) -> None:
     result = load_themes([tmp_path / "absent", SHIPPED])
     assert result.failed == []
     assert "chatapp-dark" in result.names
+
+
+def test_an_installed_wheel_carries_the_shipped_themes(tmp_path: Path) -> None:
+    """Not only a checkout: `pip install` of the wheel puts them where chatapp finds them."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    for name in ("chatapp", "themes"):
+        shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def run(*argv: str | Path) -> str:
+        done = subprocess.run(
+            [str(a) for a in argv], capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    pip = (sys.executable, "-m", "pip")
+    run(*pip, "wheel", source, "--no-deps", "--no-build-isolation", "-q", "-w", "wheels")
+    (wheel,) = (tmp_path / "wheels").glob("chatapp-*.whl")
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    run(*pip, "--python", python, "install", "--no-deps", "-q", wheel)
+    # The new environment borrows this one's dependencies (textual…), not its chatapp.
+    purelib = Path(
+        run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
+    )
+    (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    script = (
+        "import json, chatapp\n"
+        "from chatapp.themes import load_themes, shipped_themes_dir\n"
+        "print(json.dumps([chatapp.__file__, str(shipped_themes_dir()),"
+        " [t.name for t in load_themes([shipped_themes_dir()]).themes]]))\n"
+    )
+    package, themes_dir, names = json.loads(run(python, "-c", script))
+    assert Path(package).is_relative_to(venv)
+    assert Path(themes_dir) == (venv / "share" / "chatapp" / "themes").resolve()
+    assert sorted(names) == SHIPPED_NAMES
