@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -155,11 +156,13 @@ async def test_picker_pulls_a_model_with_progress(monkeypatch, tiny_model, tiny_
 
     entry = models.get_entry("gemma3-270m")
     seen: list[str] = []
+    finish = threading.Event()
 
     def fake_pull(name, progress):
         for done in (0, 50, 100):
             progress("download", done, 100)
-            time.sleep(0.15)
+            time.sleep(0.05)
+        assert finish.wait(60)  # held until the test has seen the progress
         seen.append(name)
         return entry.hf_dir
 
@@ -180,9 +183,13 @@ async def test_picker_pulls_a_model_with_progress(monkeypatch, tiny_model, tiny_
         assert isinstance(picker, ModelPicker)
         assert not picker.entries["gemma3-270m"].installed
         picker.choose(picker.entries["gemma3-270m"])
-        await pilot.pause(0.2)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if "pulling gemma3-270m: download" in rendered_text(picker):
+                break
         assert picker.pulling == "gemma3-270m"
         assert "pulling gemma3-270m: download" in rendered_text(picker)
+        finish.set()
         await settle(app, pilot)
         assert seen == ["gemma3-270m"]
         assert app.chat.model.name == "gemma3-270m"

@@ -113,8 +113,11 @@ async def test_imported_session_titles_snippets_messages_and_notices(tmp_path: P
             app.chat.prompt_input.load_text(f"/rename again {PAYLOAD}")
             await pilot.press("enter")
             await settle(app, pilot)
-            await pilot.pause(0.1)
-            shown = all_rendered(app)
+            for _ in range(100):  # the notification appears at the next refresh
+                shown = all_rendered(app)
+                if "Renamed: again osc52" in shown:
+                    break
+                await pilot.pause(0.05)
             assert "Renamed: again osc52" in shown
             assert_inert(shown)
             assert store.get_session(session_id).title.startswith("again osc52 \x1b]52")
