@@ -35,6 +35,17 @@ class StreamingReply:
     saved_at: float = 0.0
 
 
+@dataclass
+class ReplyEnding:
+    """How a reply ended: what `Store.finish_reply` saves (kept while it cannot be)."""
+
+    reply: StreamingReply
+    text: str
+    status: Status
+    stats: GenerationStats | None
+    context: Any
+
+
 def memory_store() -> Store:
     """A private in-memory store, for a conversation that is not saved."""
     return Store(":memory:")
@@ -65,6 +76,9 @@ class Conversation:
         self.session: Session | None = None
         self.branch: list[Message] = []
         self.reply: StreamingReply | None = None
+        self.unsaved: ReplyEnding | None = None
+        """A reply that ended when it could not be saved (a full disk): saved before the
+        next message."""
 
     # --- which session -----------------------------------------------------------------
 
@@ -76,6 +90,7 @@ class Conversation:
         """Switch to another database (e.g. a fresh one); starts a new conversation."""
         if self.reply is not None:
             raise RuntimeError("cannot switch databases while a reply streams")
+        self.unsaved = None  # its row is in the other database
         self.store = store
         self.saved = saved
         self.new()
@@ -146,6 +161,7 @@ class Conversation:
         edited sibling of that earlier user message (a new branch)."""
         if self.reply is not None:
             raise RuntimeError("a reply is still streaming")
+        self.save_unsaved()
         session = self._ensure_session()
         if replacing is not None:
             index = self.index_of(replacing)
@@ -208,22 +224,47 @@ class Conversation:
         *,
         context: Any = None,
     ) -> Message | None:
-        """Finalise the streaming reply (``text`` replaces what was streamed, if given)."""
+        """Finalise the streaming reply (``text`` replaces what was streamed, if given).
+
+        If that cannot be saved (`StoreError`), the ending is kept in `unsaved` and saved
+        again before the next message.
+        """
         reply = self.reply
         if reply is None:
             return None
         self.reply = None
         final = reply.text if text is None else text
+        ending = ReplyEnding(reply, final, status, stats, context)
+        try:
+            return self._save_ending(ending)
+        except StoreError:
+            self.unsaved = ending
+            raise
+
+    def save_unsaved(self) -> Message | None:
+        """Save the ending of a reply that could not be saved before; `StoreError` (and
+        still kept) if it cannot be saved now either."""
+        ending, self.unsaved = self.unsaved, None
+        if ending is None:
+            return None
+        try:
+            return self._save_ending(ending)
+        except StoreError:
+            self.unsaved = ending
+            raise
+
+    def _save_ending(self, ending: ReplyEnding) -> Message | None:
+        reply, stats = ending.reply, ending.stats
         try:
             message = self.store.finish_reply(
                 reply.id,
-                final,
-                status,
+                ending.text,
+                ending.status,
                 prompt_tokens=stats.prompt_tokens if stats else None,
                 new_tokens=stats.new_tokens if stats else None,
                 ttft=stats.time_to_first_token if stats else None,
                 seconds=stats.seconds if stats else None,
-                context=context,
+                context=ending.context,
             )
         except NotFoundError:
             return None  # deleted meanwhile (by another window)

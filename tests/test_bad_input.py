@@ -252,14 +252,15 @@ async def test_a_disk_that_fills_mid_session_keeps_the_view_and_the_saved(
                 assert prompt(app).text == "" and messages(app)[-2].text == "third"
         finally:
             store.close()
-        # Nothing saved before the disk filled was lost; the reply whose text never fit
-        # stays an unfinished row beside the branch (marked interrupted on the next start).
+        # Nothing saved before the disk filled was lost, and the reply that ended while it
+        # was full was saved whole before the next message, once there was room.
         with Store(path, recover=False) as again:
             stored = [(m.role, m.content, m.status) for m in again.branch(session_id)]
         assert stored == [
             ("user", "first question", "complete"),
             ("assistant", "first answer", "complete"),
             ("user", "second question", "complete"),
+            ("assistant", "second answer is long", "complete"),
             ("user", "third", "complete"),
             ("assistant", "Hello from the fake model.", "complete"),
         ]

@@ -8,7 +8,7 @@ import pytest
 
 from chatapp.conversation import Conversation
 from chatapp.engine.protocol import GenerationStats
-from chatapp.store import Store
+from chatapp.store import Store, StoreError
 
 
 class Clock:
@@ -43,6 +43,37 @@ def test_session_is_created_with_the_first_message(store: Store) -> None:
         ("user", "What is the capital of France?\nThanks"),
     ]
     assert conversation.request_messages()[1].id == conversation.branch[0].id
+
+
+def test_a_reply_that_ends_when_it_cannot_be_saved_is_saved_before_the_next_message(
+    store: Store,
+) -> None:
+    conversation = Conversation(store, model="tiny")
+    conversation.add_user("first")
+    reply_id = conversation.begin_reply()
+    conversation.reply_grew("the whole answer")
+    store._db.execute("PRAGMA query_only = ON")  # every write now fails, as on a full disk
+    with pytest.raises(StoreError):
+        conversation.finish_reply(status="complete")
+    assert conversation.reply is None and conversation.unsaved is not None
+    with pytest.raises(StoreError):  # still cannot write: the next message is refused
+        conversation.add_user("second")
+    assert conversation.unsaved is not None
+    store._db.execute("PRAGMA query_only = OFF")
+    conversation.add_user("second")
+    assert conversation.unsaved is None
+    saved = store.get_message(reply_id)
+    assert (saved.content, saved.status) == ("the whole answer", "complete")
+    assert turns(conversation) == [
+        ("user", "first"),
+        ("assistant", "the whole answer"),
+        ("user", "second"),
+    ]
+    assert [m.content for m in store.branch(conversation.session_id)] == [
+        "first",
+        "the whole answer",
+        "second",
+    ]
 
 
 def test_reply_saved_at_most_once_per_interval_and_finalised(store: Store) -> None:
