@@ -133,10 +133,6 @@ def _installed_themes_dir() -> Path | None:
     for prefix in (sys.prefix, site.getuserbase()):
         candidates.append(Path(prefix, "share", "chatapp", "themes"))
     return next((path for path in candidates if path.is_dir()), None)
-    for file in files:
-        if file.parts[-3:-1] == ("chatapp", "themes") and file.suffix == ".toml":
-            return Path(str(file.locate())).resolve().parent
-    return None
 
 
 def default_theme_dirs() -> list[Path]:

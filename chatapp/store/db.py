@@ -154,7 +154,8 @@ def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
                 "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
             ).fetchone()[0]
         finally:
-            conn.execute("COMMIT")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         if version > LATEST_VERSION:
             raise StoreError(
                 f"{path} was written by a newer chatapp (schema version {version}; this one "
