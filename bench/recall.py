@@ -244,9 +244,13 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
         return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
 
     rng = random.Random(7)
-    results: dict[str, list[bool]] = {"in window (recency)": [], "builder": [], "oracle": []}
+    floors = {f"builder, min score {f:g}": f for f in args.min_scores}
+    results: dict[str, list[bool]] = {"in window (recency)": [], "builder": []}
+    results.update({name: [] for name in floors})
+    results["oracle"] = []
     seconds: dict[str, list[float]] = {k: [] for k in results}
     fact_in: dict[str, list[bool]] = {k: [] for k in results}
+    tokens: dict[str, list[int]] = {k: [] for k in results}
     for fact in FACTS[: args.facts]:
         trial = make_trial(fact, filler, args.e2e_exchanges, 20, random.Random(rng.random()))
         msgs = [ChatMessage(r, t, id=i + 1) for i, (r, t) in enumerate(trial.messages)]  # type: ignore[arg-type]
@@ -256,18 +260,21 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
         built_recency = build_prompt(messages, render, budget)
         request = Generate(messages, encoder=encoder_spec)
         scores, extras = recall.prepare(request)
-        built = build_context(
-            messages,
-            render,
-            budget,
-            scores=scores,
-            recent_turns=RECENT_TURNS,
-            extras=extras,
-            count=count,
-            count_batch=count_batch,
-        )
+        prompts = {"in window (recency)": built_recency}
+        for name, floor in {"builder": None, **floors}.items():
+            prompts[name] = build_context(
+                messages,
+                render,
+                budget,
+                scores=scores,
+                recent_turns=RECENT_TURNS,
+                extras=extras,
+                count=count,
+                count_batch=count_batch,
+                min_score=floor,
+            )
         # Oracle: the fact's exchange plus the recent turns, nothing else.
-        oracle = build_prompt(
+        prompts["oracle"] = build_prompt(
             (
                 messages[0],
                 msgs[trial.fact_index],
@@ -278,17 +285,14 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
             render,
             budget,
         )
-        for name, prompt in (
-            ("in window (recency)", built_recency),
-            ("builder", built),
-            ("oracle", oracle),
-        ):
+        for name, prompt in prompts.items():
             t0 = time.perf_counter()
             text = reply(prompt.token_ids)
             seconds[name].append(time.perf_counter() - t0)
             ok = any(a in text.lower() for a in fact.answer)
             results[name].append(ok)
             fact_in[name].append(any(m.id == fact_id for m in prompt.messages))
+            tokens[name].append(len(prompt.token_ids))
             if args.verbose:
                 print(f"[{name}] {fact.question} -> {text!r} {'OK' if ok else 'MISS'}")
     rows = []
@@ -299,6 +303,7 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
                 name,
                 f"{sum(fact_in[name])}/{len(oks)}",
                 f"{sum(oks)}/{len(oks)}",
+                statistics.median(tokens[name]),
                 statistics.mean(seconds[name]),
             ]
         )
@@ -320,6 +325,12 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=len(FACTS), help="facts asked end to end")
     parser.add_argument("--no-cache", action="store_true", help="embed everything again")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--min-scores",
+        type=lambda text: [float(x) for x in text.split(",") if x],
+        default=[],
+        help="also build with these floors on recalled turns' scores, e.g. 0.2,0.3",
+    )
     args = parser.parse_args()
 
     import torch
@@ -375,7 +386,7 @@ def main() -> None:
         f"Answer accuracy, {min(args.facts, len(FACTS))} planted facts, "
         f"{args.e2e_exchanges} exchanges, "
         f"window {args.window} (reserve {args.reserve}), greedy",
-        ["model", "context", "fact in prompt", "answered", "s / answer"],
+        ["model", "context", "fact in prompt", "answered", "prompt tokens", "s / answer"],
         rows,
     )
 

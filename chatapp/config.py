@@ -52,6 +52,9 @@ class ContextSettings:
     """Tokens kept free for the reply when the prompt is built."""
     recent_turns: int = 6
     """The most recent turns always sent verbatim."""
+    min_score: float | None = None
+    """Earlier turns scoring below this (encoder cosine) are not recalled; None: recall
+    by score until the budget is full."""
     cross_session_recall: bool = False
     """Let the reranker recall turns from other saved sessions."""
 
@@ -347,6 +350,7 @@ _CONTEXT: dict[str, Check] = {
     "window": _at_least(_integer, 1),
     "reply_reserve": _at_least(_integer, 0),
     "recent_turns": _at_least(_integer, 0),
+    "min_score": _at_least(_number, -1.0),
     "cross_session_recall": _boolean,
 }
 _UI: dict[str, Check] = {f.name: _boolean for f in dataclasses.fields(UISettings)}

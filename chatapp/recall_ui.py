@@ -93,6 +93,7 @@ def generate_options(screen: Any) -> dict[str, Any]:
     if config is not None:
         context = config.context
         options["recent_turns"] = context.recent_turns
+        options["min_score"] = context.min_score
         options["context_window"] = context.window
         options["reply_reserve"] = context.reply_reserve
     options["cross_session"] = bool(database) and cross_session(screen)

@@ -58,6 +58,7 @@ GOOD = """
     window = 4096
     reply_reserve = 256
     recent_turns = 2
+    min_score = 0.25
     cross_session_recall = true
 
     [ui]
@@ -113,7 +114,7 @@ def test_good_file_is_read_into_typed_settings(tmp_path: Path) -> None:
         stop=("</s>", "User:"),
     )
     assert isinstance(settings.generation.top_p, float)
-    assert settings.context == ContextSettings(4096, 256, 2, True)
+    assert settings.context == ContextSettings(4096, 256, 2, 0.25, True)
     assert settings.ui == UISettings(show_stats=False)
     mine, relative = settings.models
     assert mine == ModelEntry(
@@ -216,6 +217,7 @@ def test_other_tables_are_checked(tmp_path: Path) -> None:
         [context]
         window = 0
         cross_session_recall = "yes"
+        min_score = "high"
         [ui]
         show_stats = 1
         """,
@@ -227,7 +229,8 @@ def test_other_tables_are_checked(tmp_path: Path) -> None:
         "encoder": 2,
         "context.window": 4,
         "context.cross_session_recall": 5,
-        "ui.show_stats": 7,
+        "context.min_score": 6,
+        "ui.show_stats": 8,
     }
     assert "(using false)" in one(problems, "context.cross_session_recall").message
     assert "(using not set)" in one(problems, "context.window").message

@@ -74,7 +74,8 @@ def conversations(draw):
     scores = [draw(st.floats(-1, 1)) for _ in messages]
     budget = draw(st.integers(5, 260))
     recent = draw(st.integers(0, 8))
-    return messages, pinned, excluded, scores, budget, recent
+    min_score = draw(st.none() | st.floats(-1, 1))
+    return messages, pinned, excluded, scores, budget, recent, min_score
 
 
 def branch_of(built_messages, original):
@@ -88,7 +89,7 @@ def branch_of(built_messages, original):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=conversations())
 def test_invariants(case, render, use_count):
-    messages, pinned, excluded, scores, budget, recent = case
+    messages, pinned, excluded, scores, budget, recent, min_score = case
     system = messages[0] if messages[0].role == "system" and len(messages) > 1 else None
     try:
         built = build_context(
@@ -101,6 +102,7 @@ def test_invariants(case, render, use_count):
             excluded=excluded,
             count=count if use_count else None,
             count_batch=(lambda texts: [count(t) for t in texts]) if use_count == "batch" else None,
+            min_score=min_score,
         )
     except PromptTooLong:
         floor = [m for m in (system, messages[-1]) if m is not None]
@@ -138,6 +140,13 @@ def test_invariants(case, render, use_count):
         floor_tokens = len(render(floor)) + sum(count(PINNED_MARK) for _ in pin_groups)
         if floor_tokens <= budget:
             assert {m.id for g in pin_groups for m in g} <= set(kept_ids)
+    # A floor: nothing is recalled for a score below it (pins and recent turns are not
+    # recalled; an exchange scores as its best message).
+    if min_score is not None:
+        for group in exchanges(body):
+            items = [i for i in built.items if i.message_id in {body[j].id for j in group}]
+            if any(i.kind == "recalled" for i in items):
+                assert max(scores[messages.index(body[j])] for j in group) >= min_score
     # Items describe exactly the branch messages in the prompt.
     assert sorted(i.message_id for i in built.items) == kept_ids
     assert built.dropped == len(body) - len(kept_ids)
@@ -146,7 +155,7 @@ def test_invariants(case, render, use_count):
 @settings(max_examples=100, deadline=None)
 @given(case=conversations())
 def test_everything_fits_means_everything_is_kept(case):
-    messages, _pinned, excluded, scores, _budget, recent = case
+    messages, _pinned, excluded, scores, _budget, recent, _floor = case
     built = build_context(
         messages, render_additive, 10_000, scores=scores, recent_turns=recent, excluded=excluded
     )
@@ -163,7 +172,7 @@ def test_everything_fits_means_everything_is_kept(case):
 @settings(max_examples=100, deadline=None)
 @given(case=conversations(), data=st.data())
 def test_the_best_scored_exchange_wins(case, data):
-    messages, _p, _e, _s, _b, _r = case
+    messages, _p, _e, _s, _b, _r, _f = case
     body = [m for m in messages if m.id is not None]
     groups = exchanges(body)
     assume(len(groups) >= 2)
@@ -205,6 +214,41 @@ def test_recent_then_recalled_marked_in_original_order():
     kinds = {i.message_id: i.kind for i in built.items}
     assert kinds[3] == kinds[7] == "recalled" and kinds[17] == kinds[20] == "recent"
     assert built.recalled == 4 and built.dropped == 12
+
+
+def test_a_floor_on_scores_recalls_only_what_matters():
+    body = conversation(10)
+    messages = [ChatMessage("system", "be brief"), *body, ChatMessage("user", "about three?")]
+    scores = [0.1] * len(messages)
+    scores[1 + 6] = 0.9  # "question 3"
+    scores[1 + 2] = 0.3  # "question 1"
+    extras = [
+        Extra("chunk", 0.6, text="relevant part", label="notes.md", chunk_id=11),
+        Extra("chunk", 0.2, text="other part", label="notes.md", chunk_id=12, order=1),
+    ]
+    roomy = 10_000
+
+    def built_ids(min_score: float | None) -> tuple[list[int | None], list[int | None]]:
+        built = build_context(
+            messages,
+            render_additive,
+            roomy,
+            scores=scores,
+            recent_turns=4,
+            pinned=[1],
+            extras=extras,
+            count=count,
+            min_score=min_score,
+        )
+        assert len(built.token_ids) <= roomy
+        chunks = [i.chunk_id for i in built.items if i.kind == "chunk"]
+        return [m.id for m in built.messages if m.id], chunks
+
+    assert built_ids(None) == ([m.id for m in body], [11, 12])  # room for all: all in
+    # The pinned exchange and the recent turns always; then only scores of 0.25 or more.
+    assert built_ids(0.25) == ([1, 2, 3, 4, 7, 8, 17, 18, 19, 20], [11])
+    assert built_ids(0.5) == ([1, 2, 7, 8, 17, 18, 19, 20], [11])
+    assert built_ids(0.95) == ([1, 2, 17, 18, 19, 20], [])
 
 
 def test_pins_and_exclusions():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from chatapp.engine.protocol import (
     Search,
     SearchResults,
     Started,
+    new_request_id,
 )
 from chatapp.engine.rerank import BM25Index, VectorIndex, from_blob, hybrid, terms, to_blob
 from chatapp.store import Store
@@ -248,6 +250,14 @@ async def test_fact_from_40_turns_ago_is_recalled(client, tmp_path: Path):
     # Every message of the branch got a vector in the database, under the encoder's name.
     with Store(database) as store:
         assert db.count_missing(store, "minilm-l6") == 0
+
+    # With a floor on scores, the fact is still recalled, and the chit-chat around it not.
+    floored = dataclasses.replace(request, min_score=0.3, request_id=new_request_id())
+    events = await collect(client, floored)
+    started_floored = next(e for e in events if isinstance(e, Started))
+    recalled_floored = {i.message_id for i in started_floored.context if i.kind == "recalled"}
+    assert {fact_id, fact_id + 1} <= recalled_floored < set(recalled)
+    assert started_floored.prompt_tokens < started.prompt_tokens
 
     # The recency-only builder (no encoder) loses the fact.
     plain = Generate(request.messages, request.settings, context_window=300, reply_reserve=8)

@@ -177,6 +177,7 @@ def build_context(
     extras: Sequence[Extra] = (),
     count: Count | None = None,
     count_batch: Callable[[Sequence[str]], Sequence[int]] | None = None,
+    min_score: float | None = None,
 ) -> BuiltContext:
     """The system prompt, the new message, then (while the budget allows) the pinned
     exchanges, the `recent_turns` newest messages, and the earlier exchanges and extras
@@ -185,9 +186,10 @@ def build_context(
 
     `messages` is a request's messages (a leading system message, the branch, the new
     message last); `scores[i]` is the relevance of `messages[i]` (None: unscored).
-    `pinned`/`excluded` are message ids. `count(text)` (the tokenizer's token count)
-    makes the estimates cheap (`count_batch`, counting many texts in one call, cheaper
-    still); without it each candidate is measured with `render`.
+    `pinned`/`excluded` are message ids. With `min_score`, earlier exchanges and extras
+    scoring below it are not recalled, even when the budget has room. `count(text)` (the
+    tokenizer's token count) makes the estimates cheap (`count_batch`, counting many texts
+    in one call, cheaper still); without it each candidate is measured with `render`.
     Whatever the estimates say, the final prompt is rendered and checked exactly: it
     never exceeds `budget`.
     """
@@ -251,9 +253,12 @@ def build_context(
     for gi in kept_groups:
         if gi not in pinned_groups and gi not in in_recent:
             value = group_score(groups[gi])
+            if min_score is not None and (value is None or value < min_score):
+                continue
             ranked.append((-(value if value is not None else -1e9), -groups[gi][0], gi))
     for j, extra in enumerate(extras):
-        ranked.append((-extra.score, 0, -1 - j))
+        if min_score is None or extra.score >= min_score:
+            ranked.append((-extra.score, 0, -1 - j))
     ranked.sort()
 
     def extra_unit(extra: Extra) -> _Unit:

@@ -81,6 +81,8 @@ class Generate:
     pinned: tuple[int, ...] = ()
     excluded: tuple[int, ...] = ()
     recent_turns: int | None = None
+    min_score: float | None = None
+    """Earlier turns and extras scoring below it are not recalled (None: fill the budget)."""
     context_window: int | None = None
     reply_reserve: int | None = None
     cross_session: bool = False

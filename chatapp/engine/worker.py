@@ -199,6 +199,7 @@ class Worker:
             budget,
             scores=scores,
             recent_turns=recent,
+            min_score=request.min_score,
             pinned=request.pinned,
             excluded=request.excluded,
             extras=extras,
