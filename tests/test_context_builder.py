@@ -197,12 +197,20 @@ def conversation(n: int) -> list[ChatMessage]:
     return out
 
 
-def test_recent_then_recalled_marked_in_original_order():
+def scored_conversation(
+    other: float, question_1: float
+) -> tuple[list[ChatMessage], list[ChatMessage], list[float | None]]:
+    """Ten exchanges and a new message; "question 3" scores 0.9, "question 1" as given."""
     body = conversation(10)
     messages = [ChatMessage("system", "be brief"), *body, ChatMessage("user", "about three?")]
-    scores = [0.0] * len(messages)
-    scores[1 + 6] = 0.9  # "question 3"
-    scores[1 + 2] = 0.5  # "question 1"
+    scores: list[float | None] = [other] * len(messages)
+    scores[1 + 6] = 0.9
+    scores[1 + 2] = question_1
+    return body, messages, scores
+
+
+def test_recent_then_recalled_marked_in_original_order():
+    body, messages, scores = scored_conversation(0.0, 0.5)
     budget = len(render_additive(messages[:1] + body[-4:] + messages[-1:])) + 2 * (18 + 6)
     built = build_context(messages, render_additive, budget, scores=scores, recent_turns=4)
     contents = [m.content for m in built.messages]
@@ -217,11 +225,7 @@ def test_recent_then_recalled_marked_in_original_order():
 
 
 def test_a_floor_on_scores_recalls_only_what_matters():
-    body = conversation(10)
-    messages = [ChatMessage("system", "be brief"), *body, ChatMessage("user", "about three?")]
-    scores = [0.1] * len(messages)
-    scores[1 + 6] = 0.9  # "question 3"
-    scores[1 + 2] = 0.3  # "question 1"
+    body, messages, scores = scored_conversation(0.1, 0.3)
     extras = [
         Extra("chunk", 0.6, text="relevant part", label="notes.md", chunk_id=11),
         Extra("chunk", 0.2, text="other part", label="notes.md", chunk_id=12, order=1),
