@@ -9,10 +9,11 @@ dataset), with topical distractors around them, and asked back at the end in oth
 2. Time to build the context for a 10,000-message history (the new message's embedding
    aside): scoring (one matrix product + BM25) and the exact, template-counted builder.
 3. Answer accuracy of a real chat model when the context is built by recency vs by our
-   builder (same window, same reply reserve, greedy decoding).
+   builder, filling the budget or with a floor on scores (`--min-scores`; the app's
+   default is 0.3), and an oracle (same window, same reply reserve, greedy decoding).
 
     .venv/bin/python bench/recall.py [--models qwen2.5-coder-0.5b-instruct,smollm2-135m-instruct]
-        [--seeds 3] [--exchanges 100] [--window 1024] [--skip-e2e]
+        [--seeds 3] [--exchanges 100] [--window 1024] [--skip-e2e] [--min-scores 0.25,0.3]
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
 
     rng = random.Random(7)
     floors = {f"builder, min score {f:g}": f for f in args.min_scores}
-    results: dict[str, list[bool]] = {"in window (recency)": [], "builder": []}
+    results: dict[str, list[bool]] = {"in window (recency)": [], "builder": []}  # (fills)
     results.update({name: [] for name in floors})
     results["oracle"] = []
     seconds: dict[str, list[float]] = {k: [] for k in results}
@@ -328,8 +329,9 @@ def main() -> None:
     parser.add_argument(
         "--min-scores",
         type=lambda text: [float(x) for x in text.split(",") if x],
-        default=[],
-        help="also build with these floors on recalled turns' scores, e.g. 0.2,0.3",
+        default=[0.3],
+        help="also build with these floors on recalled turns' scores (default 0.3, the "
+        "app's [context] min_score)",
     )
     args = parser.parse_args()
 

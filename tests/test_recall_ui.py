@@ -72,7 +72,7 @@ def test_attachment_errors(tmp_path: Path):
 async def test_recall_line_pins_and_context_saved(tmp_path: Path):
     engine = RecallingEngine(["first answer", "second answer"])
     store = Store(tmp_path / "chat.db")
-    config = Settings(context=ContextSettings(recent_turns=3, min_score=0.3))
+    config = Settings(context=ContextSettings(recent_turns=3, min_score=0.45))
     app = ChatApp(engine, SPEC, store=store, config=config)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
@@ -83,7 +83,7 @@ async def test_recall_line_pins_and_context_saved(tmp_path: Path):
 
         first, second = engine.generates
         assert first.encoder is not None and first.encoder.name == "minilm-l6"
-        assert (first.recent_turns, first.min_score) == (3, 0.3)  # the config's [context]
+        assert (first.recent_turns, first.min_score) == (3, 0.45)  # the config's [context]
         assert second.database == str(tmp_path / "chat.db")
         assert second.session_id == app.chat.session_id
         assert [m.id for m in second.messages][-1] is not None

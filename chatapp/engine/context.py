@@ -186,8 +186,9 @@ def build_context(
 
     `messages` is a request's messages (a leading system message, the branch, the new
     message last); `scores[i]` is the relevance of `messages[i]` (None: unscored).
-    `pinned`/`excluded` are message ids. With `min_score`, earlier exchanges and extras
-    scoring below it are not recalled, even when the budget has room. `count(text)` (the
+    `pinned`/`excluded` are message ids. With `min_score`, once the branch no longer fits,
+    earlier exchanges and extras scoring below it are not recalled, even when the budget
+    has room (while it fits, every exchange goes in, as without it). `count(text)` (the
     tokenizer's token count) makes the estimates cheap (`count_batch`, counting many texts
     in one call, cheaper still); without it each candidate is measured with `render`.
     Whatever the estimates say, the final prompt is rendered and checked exactly: it
@@ -253,13 +254,11 @@ def build_context(
     for gi in kept_groups:
         if gi not in pinned_groups and gi not in in_recent:
             value = group_score(groups[gi])
-            if min_score is not None and (value is None or value < min_score):
-                continue
             ranked.append((-(value if value is not None else -1e9), -groups[gi][0], gi))
     for j, extra in enumerate(extras):
-        if min_score is None or extra.score >= min_score:
-            ranked.append((-extra.score, 0, -1 - j))
+        ranked.append((-extra.score, 0, -1 - j))
     ranked.sort()
+    floor: float | None = None  # set below, once it is known whether the branch fits
 
     def extra_unit(extra: Extra) -> _Unit:
         if extra.kind == "chunk":
@@ -269,7 +268,9 @@ def build_context(
     def candidates() -> Iterator[_Unit]:
         yield from pins
         yield from recent
-        for _, _, gi in ranked:
+        for negated_score, _, gi in ranked:
+            if floor is not None and -negated_score < floor:
+                return  # best first: the rest score lower still
             yield make_unit(gi, "recalled") if gi >= 0 else extra_unit(extras[-1 - gi])
 
     def assemble(selected: Sequence[_Unit]) -> list[ChatMessage]:
@@ -327,6 +328,19 @@ def build_context(
             n = counted[text] = count(text)
         return n
 
+    def branch_fits() -> bool:
+        """Whether every exchange (but the excluded) would fit: estimated, newest first,
+        stopping as soon as the budget is passed."""
+        used = base_len
+        for gi in reversed(kept_groups):
+            kind = "pinned" if gi in pinned_groups else "recent" if gi in in_recent else "recalled"
+            used += estimate(make_unit(gi, kind))
+            if used > budget:
+                return False
+        return True
+
+    if min_score is not None and not branch_fits():
+        floor = min_score
     stream = candidates()
     first_batch = list(itertools.islice(stream, len(pins) + len(recent) + 2 * MAX_MISSES))
     if count is not None and count_batch is not None:
