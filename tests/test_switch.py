@@ -125,15 +125,16 @@ async def test_worker_memory_does_not_grow_switching_back_and_forth(client, heav
 
     for model in (a, b, a):  # warm up: imports, allocator arenas, first KV caches
         await switch_to(model)
-    before = rss_bytes(client.pid)
     samples = []
     for _ in range(5):
         for model in (b, a):
             await switch_to(model)
         samples.append(rss_bytes(client.pid))
-    growth = samples[-1] - before
-    # One leaked model per switch would be 10 x `weights`; allow noise under one model.
-    assert growth < weights, (before, samples, weights)
+    # Measured from the first round back and forth, not from the warm-up: the heap can
+    # settle one step higher once (seen: +12 MB, then flat), which is not a leak.
+    growth = samples[-1] - samples[0]
+    # One leaked model per switch would be 8 x `weights`; allow noise under one model.
+    assert growth < weights, (samples, weights)
 
 
 def test_release_memory_runs_here_too() -> None:
