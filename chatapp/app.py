@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from chatapp import recall_ui, ux
+from chatapp import export_ui, recall_ui, ux
 from chatapp.config import Settings
 from chatapp.engine.client import Engine
 from chatapp.engine.protocol import GenerationSettings, ModelSpec
@@ -90,6 +90,7 @@ class ChatApp(App):
         )
         ux.install(screen)  # /theme, /copy, /pull, /keys
         recall_ui.install(screen)  # /attach, /pin, /exclude, /recall, /find
+        export_ui.install(screen)  # /export
         return screen
 
     def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:
