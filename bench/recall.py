@@ -144,7 +144,7 @@ def build_time(
     args, embed: Embeddings, filler, tokenizer, min_score: float | None = None
 ) -> list[list[object]]:
     """Time prepare (scores) + build_context for a 10,000-message history, warm index."""
-    from chatapp.engine.prompt import render_ids
+    from chatapp.engine.prompt import TokenCounter
     from chatapp.engine.protocol import ModelSpec
     from chatapp.engine.recall import Recall, message_key
 
@@ -163,15 +163,7 @@ def build_time(
     keys = [message_key(m) for m in history]
     recall.index.add(keys, np.stack([embed.cache[m.content] for m in history]))
 
-    def render(msgs):
-        return render_ids(tokenizer, msgs)
-
-    def count(text):
-        return len(tokenizer.encode(text, add_special_tokens=False))
-
-    def count_batch(texts):
-        return [len(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-
+    tokens = TokenCounter(tokenizer)
     rows = []
     timings: dict[str, list[float]] = {"scores": [], "build": [], "total": [], "cpu": []}
     for n, question in enumerate([questions[0], *questions]):  # the first run warms BM25
@@ -184,13 +176,13 @@ def build_time(
         t1 = time.perf_counter()
         built = build_context(
             request.messages,
-            render,
+            tokens.render,
             args.window - args.reserve,
             scores=scores,
             recent_turns=RECENT_TURNS,
             extras=extras,
-            count=count,
-            count_batch=count_batch,
+            count=tokens.count,
+            count_batch=tokens.count_batch,
             min_score=min_score,
         )
         t2 = time.perf_counter()
@@ -217,7 +209,7 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from chatapp.engine.prompt import render_ids
+    from chatapp.engine.prompt import TokenCounter
     from chatapp.engine.recall import Recall
 
     spec = model_spec(model_name)
@@ -229,14 +221,7 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
     recall = Recall()
     budget = args.window - args.reserve
 
-    def render(msgs):
-        return render_ids(tokenizer, msgs)
-
-    def count(text):
-        return len(tokenizer.encode(text, add_special_tokens=False))
-
-    def count_batch(texts):
-        return [len(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    tokens = TokenCounter(tokenizer)
 
     def reply(ids: list[int]) -> str:
         with torch.inference_mode():
@@ -262,20 +247,20 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
         new = ChatMessage("user", fact.question, id=len(msgs) + 1)
         messages = (ChatMessage("system", SYSTEM), *msgs, new)
         fact_id = trial.fact_index + 1
-        built_recency = build_prompt(messages, render, budget)
+        built_recency = build_prompt(messages, tokens.render, budget)
         request = Generate(messages, encoder=encoder_spec)
         scores, extras = recall.prepare(request)
         prompts = {"in window (recency)": built_recency}
         for name, floor in {"builder": None, **floors}.items():
             prompts[name] = build_context(
                 messages,
-                render,
+                tokens.render,
                 budget,
                 scores=scores,
                 recent_turns=RECENT_TURNS,
                 extras=extras,
-                count=count,
-                count_batch=count_batch,
+                count=tokens.count,
+                count_batch=tokens.count_batch,
                 min_score=floor,
             )
         # Oracle: the fact's exchange plus the recent turns, nothing else.
@@ -287,7 +272,7 @@ def answer_accuracy(args, filler, model_name: str) -> list[list[object]]:
                 *msgs[-RECENT_TURNS:],
                 new,
             ),
-            render,
+            tokens.render,
             budget,
         )
         for name, prompt in prompts.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chatapp.engine.protocol import ChatMessage
@@ -29,3 +30,20 @@ def render_ids(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
     if isinstance(encoded, dict) or hasattr(encoded, "input_ids"):
         encoded = encoded["input_ids"]
     return list(encoded)
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """A model's own token counts, in the three forms the context builder takes."""
+
+    tokenizer: Any
+
+    def render(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return render_ids(self.tokenizer, messages)
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)
+        return [len(ids) for ids in encoded["input_ids"]]

@@ -184,9 +184,9 @@ class Worker:
         """Recent turns plus the best-scored earlier ones; None (recency only) when the
         encoder cannot be used."""
         from chatapp.engine.context import build_context
-        from chatapp.engine.prompt import render_ids
+        from chatapp.engine.prompt import TokenCounter
 
-        tokenizer = loaded.tokenizer
+        tokens = TokenCounter(loaded.tokenizer)
         try:
             scores, extras = self.recall.prepare(request)
         except Exception:
@@ -195,7 +195,7 @@ class Worker:
         recent = request.recent_turns if request.recent_turns is not None else 6
         return build_context(
             request.messages,
-            lambda msgs: render_ids(tokenizer, msgs),
+            tokens.render,
             budget,
             scores=scores,
             recent_turns=recent,
@@ -203,10 +203,8 @@ class Worker:
             pinned=request.pinned,
             excluded=request.excluded,
             extras=extras,
-            count=lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
-            count_batch=lambda texts: [
-                len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-            ],
+            count=tokens.count,
+            count_batch=tokens.count_batch,
         )
 
     def handle_recall(self, request: Attach | Search | Reindex) -> None:
@@ -257,7 +255,7 @@ class Worker:
 
     def handle_generate(self, request: Generate) -> None:
         from chatapp.engine.context import PromptTooLong, build_prompt
-        from chatapp.engine.prompt import render_ids
+        from chatapp.engine.prompt import TokenCounter
 
         rid = request.request_id
         loaded = self.loaded
@@ -277,7 +275,7 @@ class Worker:
             if built is None:
                 built = build_prompt(
                     request.messages,
-                    lambda msgs: render_ids(loaded.tokenizer, msgs),
+                    TokenCounter(loaded.tokenizer).render,
                     window - reserve,
                 )
         except PromptTooLong as exc:
