@@ -349,12 +349,7 @@ async def _find(screen: Any, query: str) -> None:
         return
     conversation = _conversation(screen)
     lines = []
-    for hit in result:
-        try:
-            message = conversation.store.get_message(hit.message_id)
-            session = conversation.store.get_session(hit.session_id)
-        except StoreError:
-            continue
+    for hit, session, message in db.found_messages(conversation.store, result):
         snippet = " ".join(message.content.split())[:80]
         lines.append(f"{hit.score:.2f} · {session.title or '(untitled)'} · {snippet}")
     text = "\n".join(lines) if lines else "No matches (vectors are still being computed?)"

@@ -18,7 +18,7 @@ from chatapp.screens.confirm import ConfirmScreen, DatabaseErrorScreen, TextInpu
 from chatapp.store import Store, StoreError
 from chatapp.store.migrations import apply_migrations
 from chatapp.store.transfer import export_json, import_text
-from chatapp.widgets import MessageWidget
+from chatapp.widgets import MessageWidget, Notice
 from chatapp.widgets.branch_switch import BranchSwitch
 from chatapp.widgets.sessions_panel import SessionsPanel
 from tests.conftest import start_reply_writer
@@ -334,6 +334,31 @@ async def test_search_shows_the_matching_text_and_opens_at_the_hit(db: Store) ->
         await pilot.pause()
         assert panel.is_open and panel.search_input.value == "sunny"
         assert panel.option_list.option_count == 1
+
+
+async def test_find_lists_similar_messages_in_the_chat(db: Store) -> None:
+    target = make_session(db, ("tell me about volcanoes", "Volcanoes erupt when magma rises."))
+    answer = db.branch(target)[-1]
+    hits = (SearchHit(answer.id, target, 0.83), SearchHit(9999, target, 0.5))  # 9999: gone
+    engine = FakeEngine(
+        search_results={"lava flow": SearchResults(0, hits), "nothing": SearchResults(0, ())}
+    )
+    app = ChatApp(engine, SPEC, store=db)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(app, pilot)
+        await send(pilot, "/find lava flow")
+        await settle(app, pilot)
+        await send(pilot, "/find nothing")
+        await settle(app, pilot)
+        notices = [
+            [line.strip() for line in rendered_text(n).strip().splitlines()]
+            for n in app.chat.query(Notice)
+        ]
+        assert notices[-2] == [
+            "Similar messages:",
+            "0.83 · tell me about volcanoes · Volcanoes erupt when magma rises.",
+        ]
+        assert notices[-1][-1] == "No matches (vectors are still being computed?)"
 
 
 async def test_search_by_meaning_opens_at_the_hit(db: Store) -> None:

@@ -11,10 +11,10 @@ import json as _json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal, Protocol, TypeVar, cast
 
-from chatapp.store.db import NotFoundError
-from chatapp.store.sessions import Store
+from chatapp.store.db import NotFoundError, StoreError
+from chatapp.store.sessions import Message, Session, Store
 
 RecallMode = Literal["pinned", "excluded"]
 MODES: frozenset[str] = frozenset({"pinned", "excluded"})
@@ -248,6 +248,31 @@ def all_message_vectors(store: Store, encoder: str) -> list[tuple[int, int, byte
         (encoder,),
     )
     return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+
+class _Hit(Protocol):
+    @property
+    def session_id(self) -> int: ...
+
+    @property
+    def message_id(self) -> int: ...
+
+
+H = TypeVar("H", bound=_Hit)
+
+
+def found_messages(store: Store, hits: Iterable[H]) -> list[tuple[H, Session, Message]]:
+    """Each search hit with its session and message; a hit whose message is gone
+    (deleted meanwhile) or cannot be read is left out."""
+    found = []
+    for hit in hits:
+        try:
+            session = store.get_session(hit.session_id)
+            message = store.get_message(hit.message_id)
+        except StoreError:
+            continue
+        found.append((hit, session, message))
+    return found
 
 
 def other_session_messages(store: Store, session_id: int) -> list[OtherMessage]:

@@ -30,6 +30,7 @@ from textual.widgets.option_list import Option
 from chatapp.engine.protocol import SearchHit as MeaningHit
 from chatapp.sanitize import sanitize
 from chatapp.store import SearchHit, Session, Store, StoreError
+from chatapp.store.recall import found_messages
 
 LIST_LIMIT = 200
 SEARCH_LIMIT = 50
@@ -285,12 +286,7 @@ class SessionsPanel(Vertical):
             option_list.add_option(Option(Text(f"⚠ {notice}"), disabled=True))
             return
         options = []
-        for hit in result:
-            try:
-                message = self.store.get_message(hit.message_id)
-                session = self.store.get_session(hit.session_id)
-            except StoreError:
-                continue
+        for hit, session, message in found_messages(self.store, result):
             text = Text()
             text.append(sanitize(session.title or "(untitled)"), style="bold")
             text.append(f" · {message.role} · {hit.score:.2f}", style="dim")
