@@ -59,12 +59,13 @@ def client():
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def chatapp(
+def run_python(
     *args: str, stdin: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """Run the real `chatapp` command (in this test's isolated environment)."""
+    """Run this Python with `args` from the repo root (in this test's isolated
+    environment), capturing its output."""
     return subprocess.run(
-        [sys.executable, "-m", "chatapp", *args],
+        [sys.executable, *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -72,6 +73,13 @@ def chatapp(
         env=os.environ.copy(),
         cwd=ROOT,
     )
+
+
+def chatapp(
+    *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run the real `chatapp` command (in this test's isolated environment)."""
+    return run_python("-m", "chatapp", *args, stdin=stdin, timeout=timeout)
 
 
 REPLY_WRITER = """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 from chatapp import locations
 from chatapp.commands import sessions as sessions_command
 from chatapp.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_python
 
 
 def cli(*argv: str) -> int:
@@ -193,8 +191,6 @@ def test_runs_in_a_fresh_process_without_heavy_imports(filled: dict[str, int]) -
         "assert not bad, bad\n"
         "sys.exit(rc)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = run_python("-c", code, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Lisbon" in result.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from chatapp.config import (
     settings_as_toml,
 )
 from chatapp.state import UIState, load_state, save_state, update_state
+from tests.conftest import run_python
 
 
 def write(path: Path, text: str) -> Path:
@@ -439,7 +438,8 @@ def test_config_does_not_import_textual() -> None:
         "bad = [m for m in ('textual', 'torch', 'transformers') if m in sys.modules]; "
         "assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    done = run_python("-c", code)
+    assert done.returncode == 0, done.stderr
 
 
 # --- UI state --------------------------------------------------------------------------

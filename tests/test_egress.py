@@ -16,8 +16,6 @@ import ast
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ import pytest
 from chatapp.app import ChatApp
 from chatapp.engine.protocol import GenerationSettings, ModelSpec
 from chatapp.store import Store
+from tests.conftest import run_python
 from tests.test_app import SIZE, messages, send, settle
 from tests.test_reliability import wait_until
 
@@ -52,13 +51,7 @@ def guard_log(path: Path) -> list[str]:
 
 def test_the_guard_refuses_and_records_network_use(tmp_path: Path) -> None:
     log = tmp_path / "sockets.log"
-    done = subprocess.run(
-        [sys.executable, "-c", TRY_THE_NETWORK, str(log)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_python("-c", TRY_THE_NETWORK, str(log), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("refused: network access is not allowed") == 2
     lines = guard_log(log)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import run_python
 
 UI_MODULES = [
     "chatapp.cli",
@@ -26,7 +25,8 @@ def imported_after(modules: list[str]) -> set[str]:
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "print('\\n'.join(sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python("-c", code)
+    assert out.returncode == 0, out.stderr
     return {name.split(".")[0] for name in out.stdout.split()}
 
 

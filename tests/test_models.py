@@ -12,8 +12,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,7 @@ from chatapp.engine.pull import (
     PullError,
     pull_model,
 )
-from tests.conftest import real_model_dir
+from tests.conftest import real_model_dir, run_python
 from tests.tiny import CHATML_TEMPLATE
 
 # --- helpers -------------------------------------------------------------------------
@@ -239,7 +237,8 @@ def test_models_modules_import_no_heavy_libraries() -> None:
         "heavy = [m for m in ('torch', 'transformers', 'textual', 'numpy', 'rich')"
         " if m in sys.modules]; print(heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python("-c", code)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 

@@ -21,8 +21,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -43,6 +41,7 @@ from chatapp.screens import chat as chat_module
 from chatapp.state import UIState, load_state, save_state
 from chatapp.store import Store
 from chatapp.widgets import Notice
+from tests.conftest import chatapp, run_python
 from tests.fakes import FakeEngine, Reply
 from tests.test_app import SIZE, SPEC, messages, notes_of, prompt, rendered_text, send, settle
 
@@ -279,13 +278,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint: WAL and SHM sta
 def test_a_killed_app_leaves_nothing_that_blocks_the_next_start(tmp_path: Path) -> None:
     database = locations.database_file()
     database.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-c", CRASHING_WRITER, str(database)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_python("-c", CRASHING_WRITER, str(database), timeout=60)
     assert done.returncode == -signal.SIGKILL, done.stderr
     session_id = int(done.stdout.split()[0])
     wal, shm = Path(f"{database}-wal"), Path(f"{database}-shm")
@@ -298,14 +291,7 @@ def test_a_killed_app_leaves_nothing_that_blocks_the_next_start(tmp_path: Path) 
     stale.write_text('{"theme": "half')
 
     # The CLI reads it at once (it never recovers replies: an app may be streaming one).
-    shown = subprocess.run(
-        [sys.executable, "-m", "chatapp", "sessions", "show", str(session_id)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=os.environ.copy(),
-    )
+    shown = chatapp("sessions", "show", str(session_id), timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "committed answer" in shown.stdout and "half a rep" in shown.stdout
 

@@ -41,7 +41,7 @@ from chatapp.store.transfer import (
     import_text,
     session_document,
 )
-from tests.conftest import start_reply_writer
+from tests.conftest import run_python, start_reply_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +77,8 @@ def counts(path: Path) -> tuple[int, int]:
 
 def test_opens_in_the_data_dir_created_on_open_not_import(isolated_paths: Path) -> None:
     code = "import chatapp.store, chatapp.store.transfer, chatapp.commands.sessions"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    done = run_python("-c", code)
+    assert done.returncode == 0, done.stderr
     assert not locations.data_dir().exists()
     with Store() as store:
         assert store.path == locations.database_file()
@@ -98,7 +99,8 @@ def test_no_heavy_imports() -> None:
         "bad = [m for m in ('textual', 'torch', 'transformers') if m in sys.modules]\n"
         "assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    done = run_python("-c", code)
+    assert done.returncode == 0, done.stderr
 
 
 # --- sessions ------------------------------------------------------------------------------
